@@ -1,0 +1,107 @@
+"""Prop validation: collect every problem, then raise one error that names each prop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import aws_cdk as cdk
+
+
+class PropError(ValueError):
+    """Raised by a construct whose props are invalid; ``problems`` lists each ``prop: problem``."""
+
+    def __init__(self, construct: str, problems: list[str]) -> None:
+        self.construct = construct
+        self.problems = list(problems)
+        lines = "\n  - ".join(self.problems)
+        super().__init__(f"{construct} has invalid props:\n  - {lines}")
+
+
+class PropErrors:
+    """Collects prop problems so that the user sees all of them in one error.
+
+    Usage::
+
+        errors = PropErrors("CallbackPattern")
+        errors.require(timeout.to_seconds() > 0, "timeout", "must be positive")
+        errors.raise_if_any()
+    """
+
+    def __init__(self, construct: str) -> None:
+        self._construct = construct
+        self._problems: list[str] = []
+
+    def add(self, prop: str, problem: str) -> None:
+        """Records a problem with ``prop`` unconditionally."""
+        self._problems.append(f"{prop}: {problem}")
+
+    def require(self, ok: bool, prop: str, problem: str) -> bool:
+        """Records ``problem`` for ``prop`` unless ``ok``; returns ``ok`` so checks can chain."""
+        if not ok:
+            self.add(prop, problem)
+        return ok
+
+    def exclusive(self, **props: Any) -> bool:
+        """Records a problem when more than one of ``props`` is set (not None)."""
+        given = [name for name, value in props.items() if value is not None]
+        if len(given) > 1:
+            self.add(given[0], f"cannot be combined with {', '.join(given[1:])}: they are mutually exclusive")
+            return False
+        return True
+
+    def duration_between(
+        self,
+        value: cdk.Duration | None,
+        prop: str,
+        *,
+        minimum: cdk.Duration | None = None,
+        maximum: cdk.Duration | None = None,
+    ) -> bool:
+        """Records a problem when a concrete ``value`` lies outside [minimum, maximum].
+
+        Unresolved tokens are accepted: CloudFormation checks them at deploy time.
+        """
+        if value is None or cdk.Token.is_unresolved(value.to_string()):
+            return True
+        seconds = value.to_seconds()
+        low = minimum.to_seconds() if minimum else None
+        high = maximum.to_seconds() if maximum else None
+        if (low is not None and seconds < low) or (high is not None and seconds > high):
+            bounds = (
+                f"between {_human(minimum)} and {_human(maximum)}"
+                if minimum and maximum
+                else (f"at least {_human(minimum)}" if minimum else f"at most {_human(maximum)}")
+            )
+            self.add(prop, f"must be {bounds}, got {_human(value)}")
+            return False
+        return True
+
+    def one_of(self, value: Any, prop: str, accepted: Iterable[Any]) -> bool:
+        """Records a problem when ``value`` is not one of ``accepted``; the message lists them."""
+        choices = list(accepted)
+        return self.require(value in choices, prop, f"{value!r} is not one of {', '.join(map(repr, choices))}")
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self._problems)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._problems)
+
+    def __bool__(self) -> bool:
+        return bool(self._problems)
+
+    def raise_if_any(self) -> None:
+        if self._problems:
+            raise PropError(self._construct, self._problems)
+
+
+def _human(duration: cdk.Duration | None) -> str:
+    if duration is None:
+        return "unbounded"
+    seconds = duration.to_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} seconds" if float(seconds).is_integer() else f"{seconds} seconds"

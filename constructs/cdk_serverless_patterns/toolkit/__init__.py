@@ -1,0 +1,1 @@
+"""The ``serverless-patterns`` command: synth, check, deploy and demo."""

@@ -9,6 +9,7 @@ NODE_STAMP := node_modules/.installed
 # Offline by default: a region and dummy credentials keep SDKs and CDK off the EC2 metadata address.
 export AWS_REGION ?= us-east-1
 export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_EC2_METADATA_DISABLED ?= true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 18,20
 export JSII_DEPRECATED ?= quiet
 export CDK_DISABLE_CLI_TELEMETRY ?= true

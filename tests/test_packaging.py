@@ -1,0 +1,137 @@
+"""The wheel: built from this checkout, installed into a fresh virtual environment outside it, used by a
+small CDK app that finds the bundled Lambda assets there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import cdk_serverless_patterns
+from cdk_serverless_patterns.core import lambda_src_root
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT_ASSETS = ROOT / "lambda_src"
+
+pytestmark = pytest.mark.slow
+
+
+def asset_folders() -> list[str]:
+    return sorted(p.name for p in CHECKOUT_ASSETS.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def files_of(folder: Path) -> set[str]:
+    return {
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (built,) = dist.glob("cdk_serverless_patterns-*.whl")
+    return built
+
+
+def test_editable_install_uses_the_checkout() -> None:
+    assert Path(cdk_serverless_patterns.__file__).is_relative_to(ROOT / "constructs")
+    assert lambda_src_root() == CHECKOUT_ASSETS
+
+
+def test_wheel_carries_the_package_and_every_asset_but_no_caches(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cdk_serverless_patterns/__init__.py" in names
+    assert "cdk_serverless_patterns/py.typed" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(("constructs/", "lambda_src/", "tests/", "integ/"))]
+    for folder in asset_folders():
+        for file in files_of(CHECKOUT_ASSETS / folder):
+            assert f"cdk_serverless_patterns/_lambda_src/{folder}/{file}" in names
+    metadata = next(n for n in names if n.endswith("METADATA"))
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "Name: cdk-serverless-patterns" in text
+    assert "Requires-Dist: aws-cdk-lib<3,>=2.275" in text
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "serverless-patterns = cdk_serverless_patterns.toolkit.cli:main" in entry_points
+
+
+def test_installed_wheel_synthesizes_an_app_with_its_bundled_assets(wheel: Path, tmp_path: Path) -> None:
+    folders = asset_folders()
+    assert folders, "lambda_src has no asset folder to look for"
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    # The dependencies (aws-cdk-lib alone is ~100 MB) come from the dev environment through a .pth
+    # entry that goes after the new venv's own site-packages; its editable hook is not processed there.
+    new_site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    (new_site / "zz_dev_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    app_dir = tmp_path / "user-app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            import aws_cdk as cdk
+            from aws_cdk import aws_lambda as lambda_
+            import cdk_serverless_patterns
+            from cdk_serverless_patterns.core import asset_path, lambda_code, lambda_src_root
+
+            app = cdk.App(outdir=sys.argv[1])
+            stack = cdk.Stack(app, "WheelUser")
+            for name in {folders!r}:
+                lambda_.LayerVersion(stack, name, code=lambda_code(name))
+            app.synth()
+            print(json.dumps({{"package": cdk_serverless_patterns.__file__, "root": str(lambda_src_root()),
+                              "assets": {{n: str(asset_path(n)) for n in {folders!r}}}}}))
+            """
+        )
+    )
+    outdir = tmp_path / "cdk.out"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run(
+        [str(python), "app.py", str(outdir)],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(report["package"]).is_relative_to(new_site), report["package"]
+    assert Path(report["root"]) == new_site / "cdk_serverless_patterns" / "_lambda_src"
+    assets = json.loads((outdir / "WheelUser.assets.json").read_text())["files"]
+    staged = {outdir / a["source"]["path"] for a in assets.values() if a["source"].get("packaging") == "zip"}
+    assert len(staged) == len(folders)
+    for folder in folders:
+        assert Path(report["assets"][folder]).is_relative_to(new_site)
+        expected = files_of(CHECKOUT_ASSETS / folder)
+        assert any(files_of(stage) == expected for stage in staged), f"{folder} was not staged as in the checkout"

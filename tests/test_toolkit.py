@@ -141,3 +141,15 @@ def test_check_fails_and_tabulates_findings(tmp_path: Path, capsys: pytest.Captu
     assert out.splitlines()[0].split() == ["TOOL", "SEVERITY", "RULE", "WHERE", "WHAT"]
     assert "AwsSolutions-SQS4" in out and "Insecure/Queue/Resource" in out
     assert "checked 1 stack(s) (Insecure)" in out
+
+
+def test_demo_lists_every_stack_of_the_sample_app_with_its_resources(
+    capsys: pytest.CaptureFixture[str], sample_templates: dict[str, dict[str, object]]
+) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert f"synthesizes {len(sample_templates)} stack(s)" in out
+    for name, template in sample_templates.items():
+        resources = template["Resources"]
+        assert isinstance(resources, dict)
+        assert f"{name}: {len(resources)} resources" in out

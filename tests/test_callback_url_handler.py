@@ -1,0 +1,598 @@
+"""The callback-URL handler against moto: DynamoDB token records, EventBridge with an SQS target, Secrets Manager.
+
+Every test asserts both what the caller gets and what changed: the token record in the table and
+the events that EventBridge actually delivered to the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "lambda_src" / "callback_url"))
+cbh = importlib.import_module("callback_url_handler")
+
+REGION = "us-east-1"
+TABLE = "callback-tokens"
+BUS = "callback-bus"
+NAMESPACES = ("translate", "vendor")
+SECRET = "s3cr3t-per-job-0f9c"  # the per-job secret the workflow handed to the third party
+HMAC_KEY = "hmac-key-from-secrets-manager"
+NOW = 1_790_000_000.0
+
+
+@dataclass
+class World:
+    dynamodb: Any
+    events: Any
+    sqs: Any
+    secrets: Any
+    queue_url: str
+    secret_arn: str
+
+    def put_token(self, namespace: str, job_id: str, *, secret: str | None = SECRET, **extra: Any) -> None:
+        item: dict[str, Any] = {
+            "id": {"S": f"{namespace}#{job_id}"},
+            "kind": {"S": "token"},
+            "backend": {"S": "stepfunctions"},
+            "taskToken": {"S": f"token-for-{job_id}"},
+            "executionArn": {"S": f"arn:aws:states:{REGION}:123456789012:execution:wf:{job_id}"},
+            "createdAt": {"S": "2026-11-24T07:00:00Z"},
+            "ttl": {"N": str(int(NOW) + 3600)},
+        }
+        if secret is not None:
+            item["callbackSecretHash"] = {"S": hashlib.sha256(secret.encode()).hexdigest()}
+        item.update(extra)
+        self.dynamodb.put_item(TableName=TABLE, Item=item)
+
+    def record(self, namespace: str, job_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.dynamodb.get_item(
+            TableName=TABLE, Key={"id": {"S": f"{namespace}#{job_id}"}}, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """Every event EventBridge delivered to the SQS target so far (drains the queue)."""
+        events = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return events
+            for message in messages:
+                events.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        events = boto3.client("events", region_name=REGION)
+        events.create_event_bus(Name=BUS)
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="callback-events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # The job source CallbackPattern registers for callback URLs matches exactly this.
+        events.put_rule(
+            Name="callback-url-source",
+            EventBusName=BUS,
+            EventPattern=json.dumps({"source": [cbh.EVENT_SOURCE], "detail-type": [cbh.EVENT_DETAIL_TYPE]}),
+        )
+        events.put_targets(Rule="callback-url-source", EventBusName=BUS, Targets=[{"Id": "q", "Arn": queue_arn}])
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        secret_arn = secrets.create_secret(Name="callback-hmac", SecretString=HMAC_KEY)["ARN"]
+        yield World(dynamodb, events, sqs, secrets, queue_url, secret_arn)
+
+
+def make_handler(world: World, auth: str = "secret", **settings: Any) -> Any:
+    options: dict[str, Any] = {
+        "table_name": TABLE,
+        "event_bus_name": BUS,
+        "namespaces": frozenset(NAMESPACES),
+        "auth_mode": auth,
+        "hmac_secret_arn": world.secret_arn if auth == "hmac" else None,
+        "replay_window_seconds": 300,
+        **settings,
+    }
+    return cbh.CallbackUrlHandler(
+        settings=cbh.Settings(**options),
+        dynamodb=world.dynamodb,
+        events=world.events,
+        secrets=world.secrets,
+        clock=lambda: NOW,
+    )
+
+
+def request(namespace: str, job_id: str, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway REST proxy event for POST /callbacks/{namespace}/{jobId}."""
+    raw = body if isinstance(body, str) else json.dumps(body)
+    return {
+        "resource": "/callbacks/{namespace}/{jobId}",
+        "httpMethod": "POST",
+        "headers": headers or {},
+        "pathParameters": {"namespace": namespace, "jobId": job_id},
+        "body": raw,
+        "isBase64Encoded": False,
+    }
+
+
+def signed(body: Any, *, key: str = HMAC_KEY, timestamp: float = NOW) -> tuple[str, dict[str, str]]:
+    raw = json.dumps(body)
+    ts = str(int(timestamp))
+    digest = hmac.new(key.encode(), f"{ts}.{raw}".encode(), hashlib.sha256).hexdigest()
+    return raw, {"X-Signature": f"sha256={digest}", "X-Timestamp": ts}
+
+
+def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = json.loads(response["body"])
+    return response["statusCode"], body
+
+
+OK_BODY = {"status": "SUCCEEDED", "output": {"files": ["s3://bucket/out.txt"], "pages": 3}}
+
+
+# --- valid callbacks ---------------------------------------------------------------------------------
+
+
+def test_valid_secret_resumes_through_exactly_one_event_and_marks_the_record(world: World) -> None:
+    world.put_token("translate", "job-1")
+    handler = make_handler(world)
+
+    status, body = answer(handler.handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})))
+
+    assert (status, body["accepted"], body["jobId"]) == (202, True, "job-1")
+    events = world.delivered()
+    assert len(events) == 1
+    assert events[0]["source"] == "cdk-serverless-patterns.callback-url"
+    assert events[0]["detail-type"] == "Job Callback"
+    assert events[0]["detail"] == {
+        "namespace": "translate",
+        "jobId": "job-1",
+        "status": "SUCCEEDED",
+        "output": OK_BODY["output"],
+        "error": None,
+        "cause": None,
+    }
+    record = world.record("translate", "job-1")
+    assert record is not None and "callbackReceivedAt" in record
+    assert record["taskToken"] == {"S": "token-for-job-1"}  # the resumer still finds its token
+
+
+def test_failure_callback_carries_error_and_cause(world: World) -> None:
+    world.put_token("vendor", "42")
+    body = {"status": "FAILED", "error": "Vendor.Rejected", "cause": "document is encrypted"}
+    status, _ = answer(make_handler(world).handle(request("vendor", "42", body, {"x-callback-secret": SECRET})))
+    assert status == 202
+    [event] = world.delivered()
+    assert event["detail"]["status"] == "FAILED"
+    assert (event["detail"]["error"], event["detail"]["cause"]) == ("Vendor.Rejected", "document is encrypted")
+
+
+def test_failure_callback_without_error_gets_a_named_default(world: World) -> None:
+    world.put_token("vendor", "43")
+    status, _ = answer(
+        make_handler(world).handle(request("vendor", "43", {"status": "FAILED"}, {"X-Callback-Secret": SECRET}))
+    )
+    assert status == 202
+    [event] = world.delivered()
+    assert event["detail"]["error"] == "JobFailed" and event["detail"]["cause"]
+
+
+def test_valid_hmac_signature_is_accepted(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)  # HMAC mode needs no per-job secret
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    status, _ = answer(make_handler(world, "hmac").handle(request("vendor", "job-9", raw, headers)))
+    assert status == 202
+    [event] = world.delivered()
+    assert (event["detail"]["jobId"], event["detail"]["namespace"]) == ("job-9", "vendor")
+    assert "callbackReceivedAt" in (world.record("vendor", "job-9") or {})
+
+
+def test_hmac_key_is_read_from_secrets_manager_once_per_execution_environment(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = make_handler(world, "hmac")
+    calls = []
+    real = world.secrets.get_secret_value
+
+    def counting(**kwargs: Any) -> Any:
+        calls.append(kwargs["SecretId"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(world.secrets, "get_secret_value", counting)
+    for job in ("a", "b", "c"):
+        world.put_token("vendor", job, secret=None)
+        raw, headers = signed({**OK_BODY, "jobId": job})
+        assert handler.handle(request("vendor", job, raw, headers))["statusCode"] == 202
+    assert calls == [world.secret_arn]
+    assert len(world.delivered()) == 3
+
+
+def test_base64_encoded_body_is_decoded(world: World) -> None:
+    import base64
+
+    world.put_token("translate", "b64")
+    event = request("translate", "b64", "", {"X-Callback-Secret": SECRET})
+    event["body"], event["isBase64Encoded"] = base64.b64encode(json.dumps(OK_BODY).encode()).decode(), True
+    assert make_handler(world).handle(event)["statusCode"] == 202
+    assert len(world.delivered()) == 1
+
+
+# --- forged callbacks: rejected, nothing changes -----------------------------------------------------
+
+
+def assert_nothing_changed(world: World, namespace: str, job_id: str) -> None:
+    record = world.record(namespace, job_id)
+    assert record is not None and "callbackReceivedAt" not in record
+    assert world.delivered() == []
+
+
+def test_forged_secret_is_forbidden_and_changes_nothing(world: World) -> None:
+    world.put_token("translate", "job-1")
+    status, body = answer(
+        make_handler(world).handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": "guess"}))
+    )
+    assert status == 403 and "X-Callback-Secret".lower() in body["message"].lower()
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+def test_missing_secret_is_unauthorized(world: World) -> None:
+    world.put_token("translate", "job-1")
+    status, _ = answer(make_handler(world).handle(request("translate", "job-1", OK_BODY)))
+    assert status == 401
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+def test_secret_of_another_job_is_forbidden(world: World) -> None:
+    world.put_token("translate", "job-1", secret="secret-one")
+    world.put_token("translate", "job-2", secret="secret-two")
+    status, _ = answer(
+        make_handler(world).handle(request("translate", "job-2", OK_BODY, {"X-Callback-Secret": "secret-one"}))
+    )
+    assert status == 403
+    assert_nothing_changed(world, "translate", "job-2")
+
+
+def test_job_stored_without_a_secret_hash_refuses_secret_callbacks(world: World) -> None:
+    world.put_token("translate", "no-secret", secret=None)
+    # Even the hash of the empty string must not open a job that has no secret.
+    status, _ = answer(
+        make_handler(world).handle(request("translate", "no-secret", OK_BODY, {"X-Callback-Secret": "x"}))
+    )
+    assert status == 403
+    assert_nothing_changed(world, "translate", "no-secret")
+
+
+def test_forged_signature_is_forbidden_and_changes_nothing(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"}, key="not-the-key")
+    status, _ = answer(make_handler(world, "hmac").handle(request("vendor", "job-9", raw, headers)))
+    assert status == 403
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+def test_tampered_body_fails_the_signature(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw, headers = signed({"status": "FAILED", "jobId": "job-9"})
+    tampered = raw.replace("FAILED", "SUCCEEDED")
+    status, _ = answer(make_handler(world, "hmac").handle(request("vendor", "job-9", tampered, headers)))
+    assert status == 403
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+@pytest.mark.parametrize("skew", [-301, 301, -3600])
+def test_stale_or_future_timestamp_is_rejected_even_when_correctly_signed(world: World, skew: int) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"}, timestamp=NOW + skew)
+    status, body = answer(make_handler(world, "hmac").handle(request("vendor", "job-9", raw, headers)))
+    assert (status, body["error"]) == (401, "StaleTimestamp")
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+def test_timestamp_inside_the_window_is_accepted(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"}, timestamp=NOW - 299)
+    assert make_handler(world, "hmac").handle(request("vendor", "job-9", raw, headers))["statusCode"] == 202
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Signature": "sha256=00"}, {"X-Timestamp": str(int(NOW))}, {"X-Signature": "md5=00", "X-Timestamp": "1"}],
+)
+def test_missing_or_malformed_signature_headers_are_unauthorized(world: World, headers: dict[str, str]) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw = json.dumps({**OK_BODY, "jobId": "job-9"})
+    assert make_handler(world, "hmac").handle(request("vendor", "job-9", raw, headers))["statusCode"] == 401
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+def test_signed_callback_of_one_job_cannot_be_replayed_to_another_job(world: World) -> None:
+    world.put_token("vendor", "job-a", secret=None)
+    world.put_token("vendor", "job-b", secret=None)
+    raw, headers = signed({**OK_BODY, "jobId": "job-a"})
+    status, body = answer(make_handler(world, "hmac").handle(request("vendor", "job-b", raw, headers)))
+    assert status == 403 and "body.jobId" in body["message"]
+    assert_nothing_changed(world, "vendor", "job-b")
+
+
+# --- replays ---------------------------------------------------------------------------------------
+
+
+def test_replayed_secret_callback_is_rejected_and_changes_nothing(world: World) -> None:
+    world.put_token("translate", "job-1")
+    handler = make_handler(world)
+    event = request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})
+    assert handler.handle(event)["statusCode"] == 202
+    first = world.record("translate", "job-1")
+    assert len(world.delivered()) == 1
+
+    replay = request("translate", "job-1", {"status": "FAILED"}, {"X-Callback-Secret": SECRET})
+    status, body = answer(handler.handle(replay))
+    assert (status, body["error"]) == (409, "AlreadyReceived")
+    assert world.record("translate", "job-1") == first
+    assert world.delivered() == []
+
+
+def test_replayed_hmac_callback_inside_the_window_is_rejected(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    handler = make_handler(world, "hmac")
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    assert handler.handle(request("vendor", "job-9", raw, headers))["statusCode"] == 202
+    first = world.record("vendor", "job-9")
+    world.delivered()
+    assert handler.handle(request("vendor", "job-9", raw, headers))["statusCode"] == 409
+    assert world.record("vendor", "job-9") == first
+    assert world.delivered() == []
+
+
+def test_concurrent_replay_loses_the_conditional_update(world: World) -> None:
+    """Both deliveries pass the read; only the conditional update decides (no double resume)."""
+    world.put_token("translate", "job-1")
+    handler = make_handler(world)
+    real_get_item = world.dynamodb.get_item
+    snapshot = real_get_item(TableName=TABLE, Key={"id": {"S": "translate#job-1"}})
+    assert handler.handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET}))["statusCode"] == 202
+    # the second request read the record before the first one claimed it
+    world.dynamodb.get_item = lambda **kwargs: snapshot
+    try:
+        status, body = answer(
+            handler.handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET}), "second-request")
+        )
+    finally:
+        del world.dynamodb.get_item
+    assert (status, body["error"]) == (409, "AlreadyReceived")
+    record = world.record("translate", "job-1")
+    assert record is not None and record["callbackRequestId"]["S"] != "second-request"
+    assert len(world.delivered()) == 1
+
+
+def test_signed_callback_after_the_job_completed_is_a_conflict(world: World) -> None:
+    completion = {"id": {"S": "vendor#done"}, "kind": {"S": "completion"}, "status": {"S": "SUCCEEDED"}}
+    world.dynamodb.put_item(TableName=TABLE, Item=completion)
+    raw, headers = signed({**OK_BODY, "jobId": "done"})
+    status, body = answer(make_handler(world, "hmac").handle(request("vendor", "done", raw, headers)))
+    assert (status, body["error"]) == (409, "AlreadyCompleted")
+    assert world.record("vendor", "done") == completion
+    assert world.delivered() == []
+
+
+def test_used_state_is_not_revealed_to_an_unauthenticated_caller(world: World) -> None:
+    world.put_token("translate", "used", callbackReceivedAt={"S": "2026-11-24T07:00:00Z"})
+    event = request("translate", "used", OK_BODY, {"X-Callback-Secret": "guess"})
+    assert make_handler(world).handle(event)["statusCode"] == 403
+
+
+# --- unknown jobs and bad input ----------------------------------------------------------------------
+
+
+def test_unknown_job_is_not_found_and_creates_nothing(world: World) -> None:
+    status, body = answer(
+        make_handler(world).handle(request("translate", "nope", OK_BODY, {"X-Callback-Secret": SECRET}))
+    )
+    assert (status, body["error"]) == (404, "UnknownJob")
+    assert world.record("translate", "nope") is None
+    assert world.delivered() == []
+
+
+def test_unknown_job_with_a_valid_signature_is_not_found(world: World) -> None:
+    raw, headers = signed({**OK_BODY, "jobId": "nope"})
+    assert make_handler(world, "hmac").handle(request("vendor", "nope", raw, headers))["statusCode"] == 404
+    assert world.record("vendor", "nope") is None
+    assert world.delivered() == []
+
+
+def test_same_job_id_in_another_namespace_is_a_different_job(world: World) -> None:
+    world.put_token("translate", "12345")
+    status, _ = answer(make_handler(world).handle(request("vendor", "12345", OK_BODY, {"X-Callback-Secret": SECRET})))
+    assert status == 404
+    assert_nothing_changed(world, "translate", "12345")
+
+
+def test_namespace_not_configured_is_a_bad_request_naming_the_field(world: World) -> None:
+    world.dynamodb.put_item(TableName=TABLE, Item={"id": {"S": "other#job-1"}, "kind": {"S": "token"}})
+    status, body = answer(make_handler(world).handle(request("other", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})))
+    assert status == 400 and "'namespace'" in body["message"]
+    assert "callbackReceivedAt" not in (world.record("other", "job-1") or {})
+    assert world.delivered() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("{not json", "body"),
+        ("[1, 2]", "body"),
+        ('{"status": "SUCCEEDED", "output": NaN}', "body"),
+        ({"status": "DONE"}, "body.status"),
+        ({"output": 1}, "body.status"),
+        ({"status": "FAILED", "error": 7}, "body.error"),
+        ({"status": "FAILED", "error": "x" * 257}, "body.error"),
+        ({"status": "FAILED", "cause": "x" * 32769}, "body.cause"),
+        ({"status": "SUCCEEDED", "outptu": 1}, "outptu"),
+        ({"status": "SUCCEEDED", "jobId": "other"}, "body.jobId"),
+        ({"status": "SUCCEEDED", "namespace": "vendor"}, "body.namespace"),
+    ],
+)
+def test_bad_body_is_a_bad_request_naming_the_field_and_changes_nothing(world: World, body: Any, field: str) -> None:
+    world.put_token("translate", "job-1")
+    status, answer_body = answer(
+        make_handler(world).handle(request("translate", "job-1", body, {"X-Callback-Secret": SECRET}))
+    )
+    assert status == 400
+    assert field in answer_body["message"]
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+def test_bad_body_is_only_reported_to_an_authenticated_caller(world: World) -> None:
+    world.put_token("translate", "job-1")
+    event = request("translate", "job-1", "{not json", {"X-Callback-Secret": "guess"})
+    assert make_handler(world).handle(event)["statusCode"] == 403
+
+
+@pytest.mark.parametrize("job_id", ["", "has space", "x" * 513])
+def test_bad_job_id_is_a_bad_request(world: World, job_id: str) -> None:
+    status, body = answer(
+        make_handler(world).handle(request("translate", job_id, OK_BODY, {"X-Callback-Secret": SECRET}))
+    )
+    assert status == 400 and "'jobId'" in body["message"]
+
+
+def test_oversize_body_is_rejected_before_anything_is_read(world: World) -> None:
+    world.put_token("translate", "job-1")
+    handler = make_handler(world, max_body_bytes=1024)
+    big = {"status": "SUCCEEDED", "output": "x" * 2000}
+    status, body = answer(handler.handle(request("translate", "job-1", big, {"X-Callback-Secret": SECRET})))
+    assert status == 413 and "1024 bytes" in body["message"]
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+def test_missing_body_is_a_bad_request(world: World) -> None:
+    event = request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})
+    event["body"] = None
+    status, body = answer(make_handler(world).handle(event))
+    assert status == 400 and body["message"].startswith("body")
+
+
+# --- failures of AWS ---------------------------------------------------------------------------------
+
+
+def test_event_put_failure_leaves_the_record_unmarked_and_the_retry_succeeds(world: World) -> None:
+    world.put_token("translate", "job-1")
+    before = world.record("translate", "job-1")
+    broken = make_handler(world, event_bus_name="deleted-bus")  # PutEvents fails: the bus does not exist
+    event = request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})
+
+    status, body = answer(broken.handle(event))
+
+    assert status == 503 and "retry" in body["message"]
+    assert world.record("translate", "job-1") == before  # the claim was undone: nothing changed
+    assert world.delivered() == []
+    # The third party retries the same callback: it is accepted, not taken for a replay.
+    assert make_handler(world).handle(event)["statusCode"] == 202
+    assert len(world.delivered()) == 1
+
+
+def test_failed_entry_in_a_put_events_answer_is_a_failure_too(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.put_token("translate", "job-1")
+    before = world.record("translate", "job-1")
+    handler = make_handler(world)
+    failed = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
+    monkeypatch.setattr(world.events, "put_events", lambda **kwargs: failed)
+    status, _ = answer(handler.handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})))
+    assert status == 503
+    assert world.record("translate", "job-1") == before
+
+
+def test_release_never_undoes_another_requests_claim(world: World) -> None:
+    world.put_token("translate", "job-1", callbackReceivedAt={"S": "t"}, callbackRequestId={"S": "winner"})
+    handler = make_handler(world)
+    handler._release("translate", "job-1", "loser", {})
+    record = world.record("translate", "job-1")
+    assert record is not None and record["callbackRequestId"] == {"S": "winner"}
+
+
+def test_missing_hmac_secret_is_unavailable_not_accepted(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    handler = make_handler(world, "hmac", hmac_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:gone")
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    assert handler.handle(request("vendor", "job-9", raw, headers))["statusCode"] == 503
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+def test_transient_errors_are_retried_by_botocore_in_standard_mode() -> None:
+    assert cbh.BOTO_CONFIG.retries["mode"] == "standard"
+    assert cbh.BOTO_CONFIG.retries["max_attempts"] >= 3
+
+
+# --- logs and the entry point ------------------------------------------------------------------------
+
+
+def test_logs_are_structured_and_never_carry_a_secret(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.put_token("translate", "job-1")
+    world.put_token("vendor", "job-9", secret=None)
+    caplog.set_level(logging.INFO, logger="callback_url")
+    make_handler(world).handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET}))
+    make_handler(world).handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": "guess-" + SECRET}))
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    make_handler(world, "hmac").handle(request("vendor", "job-9", raw, headers))
+    assert [r.getMessage() for r in caplog.records] == ["callback accepted", "callback rejected", "callback accepted"]
+    assert caplog.records[0].jobId == "job-1" and caplog.records[0].namespace == "translate"  # type: ignore[attr-defined]
+    assert caplog.records[1].statusCode == 403  # type: ignore[attr-defined]
+    digest = headers["X-Signature"].split("=", 1)[1]
+    for record in caplog.records:
+        text = json.dumps(record.__dict__, default=str)
+        for secret in (SECRET, HMAC_KEY, hashlib.sha256(SECRET.encode()).hexdigest(), digest):
+            assert secret not in text
+
+
+def test_lambda_entry_point_reads_its_configuration_from_the_environment(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.put_token("translate", "job-1")
+    for name, value in {
+        "TABLE_NAME": TABLE,
+        "EVENT_BUS_NAME": BUS,
+        "NAMESPACES": "translate,vendor",
+        "AUTH_MODE": "secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cbh, "_handler", None)
+
+    class Context:
+        aws_request_id = "req-1"
+
+    response = cbh.handler(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET}), Context())
+    assert response["statusCode"] == 202
+    assert (world.record("translate", "job-1") or {})["callbackRequestId"] == {"S": "req-1"}
+    assert len(world.delivered()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"EVENT_BUS_NAME": "b", "NAMESPACES": "a", "AUTH_MODE": "secret"}, "TABLE_NAME"),
+        ({"TABLE_NAME": "t", "EVENT_BUS_NAME": "b", "NAMESPACES": "a", "AUTH_MODE": "hmac"}, "HMAC_SECRET_ARN"),
+        ({"TABLE_NAME": "t", "EVENT_BUS_NAME": "b", "NAMESPACES": "a", "AUTH_MODE": "jwt"}, "AUTH_MODE"),
+    ],
+)
+def test_misconfiguration_fails_loudly(env: dict[str, str], missing: str) -> None:
+    with pytest.raises(RuntimeError, match=missing):
+        cbh.Settings.from_environment(env)

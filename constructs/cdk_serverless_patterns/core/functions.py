@@ -64,7 +64,7 @@ def pattern_function(
         id,
         runtime=DEFAULT_RUNTIME,
         architecture=architecture,
-        code=lambda_code(asset),
+        code=lambda_code(asset, architecture=architecture, runtime=DEFAULT_RUNTIME),
         handler=handler,
         description=description,
         environment=dict(environment or {}),

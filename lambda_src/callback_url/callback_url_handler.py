@@ -405,7 +405,7 @@ class CallbackUrlHandler:
                 {
                     "Source": EVENT_SOURCE,
                     "DetailType": EVENT_DETAIL_TYPE,
-                    "Detail": json.dumps(detail, separators=(",", ":")),
+                    "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
                     "EventBusName": self.settings.event_bus_name,
                 }
             ]

@@ -1,0 +1,470 @@
+"""``CallbackUrls``: an opt-in HTTPS endpoint for third parties that call back over HTTP.
+
+``POST /callbacks/{namespace}/{jobId}`` on a regional REST API. The handler
+(``lambda_src/callback_url``) authenticates every call itself, with the per-job secret stored as a
+hash in the job's token record or with an HMAC signature, rejects replays, and resumes the waiting
+workflow through the pattern's own path: one completion event on the pattern's event bus.
+
+``CallbackPattern`` builds it with its table and bus (``enable_callback_urls``); it can also be used
+on its own with any table that follows the token-record contract.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_wafv2 as wafv2
+
+from cdk_serverless_patterns.core import PropErrors, acknowledge, pattern_function
+from constructs import Construct
+
+CallbackAuth = Literal["secret", "hmac"]
+
+#: Source and detail-type of the completion event the handler puts (the callback contract).
+EVENT_SOURCE = "cdk-serverless-patterns.callback-url"
+EVENT_DETAIL_TYPE = "Job Callback"
+#: Namespaces become part of the record id (``<namespace>#<jobId>``) and of the URL path.
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: The body becomes the ``output`` of one EventBridge event (at most 256 KB with its envelope)
+#: and then the task output (at most 256 KiB): 200 KiB leaves room for both envelopes.
+MAX_BODY_SIZE_LIMIT = 200 * 1024
+DEFAULT_MAX_BODY_SIZE = 128 * 1024
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_MAX_NAMESPACES = 50  # each one is a LeadingKeys pattern in the handler's policy
+
+
+class CallbackUrls(Construct):
+    """A REST API whose ``POST /callbacks/{namespace}/{jobId}`` resumes a waiting job.
+
+    Args:
+        table: The token table (partition key ``id`` = ``<namespace>#<jobId>``). The handler may
+            only GetItem and UpdateItem in it, and only on keys of the configured namespaces.
+        event_bus: The bus the pattern's resumer listens on; the handler may only PutEvents to it.
+        namespaces: The namespaces that accept callbacks (1 to 50, unique, each 1-64 characters of
+            ``A-Z a-z 0-9 _ . -``). A call for any other namespace is rejected with 400.
+        auth: ``"secret"`` (default): the caller presents the job's own secret in header
+            ``X-Callback-Secret``; the workflow stored its SHA-256 in the token record
+            (``callbackSecretHash``). ``"hmac"``: the caller signs ``"<X-Timestamp>.<body>"`` with
+            HMAC-SHA256 under the key in ``hmac_secret`` and sends ``X-Signature: sha256=<hex>``;
+            the body must name its ``jobId``.
+        hmac_secret: The Secrets Manager secret holding the HMAC key (its SecretString). Required
+            with, and only allowed with, ``auth="hmac"``. The handler reads it at run time and
+            caches it per execution environment; the key is never put in an environment variable.
+        replay_window: How far ``X-Timestamp`` may be from the handler's clock (``auth="hmac"``).
+            Default: 5 minutes. Between 30 seconds and 1 hour.
+        max_body_size: Largest accepted body, in bytes. Default: 128 KiB. At most 200 KiB (the
+            body travels in one EventBridge event and then in the task output).
+        stage_name: Default: ``"v1"``.
+        throttling_rate_limit: Steady requests per second for the stage. Default: 50.
+        throttling_burst_limit: Burst for the stage. Default: 100.
+        access_log_retention: Default: one year.
+        access_log_encryption_key: Customer-managed key for the access-log group. Default: a new
+            key with rotation on. Excludes ``existing_access_log_group``.
+        existing_access_log_group: Write access logs here instead of a new, encrypted group.
+        web_acl_arn: Opt-in: a regional WAFv2 web ACL to associate with the stage. Default: none.
+        allowed_source_cidrs: Opt-in: a resource policy that lets only these source ranges call
+            the API (for third parties that publish their egress addresses). Default: any source.
+        removal_policy: Of the access-log group and its key. Default: ``RemovalPolicy.RETAIN``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        table: dynamodb.ITable,
+        event_bus: events.IEventBus,
+        namespaces: Sequence[str],
+        auth: CallbackAuth = "secret",
+        hmac_secret: secretsmanager.ISecret | None = None,
+        replay_window: cdk.Duration = cdk.Duration.minutes(5),
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        stage_name: str = "v1",
+        throttling_rate_limit: float = 50,
+        throttling_burst_limit: int = 100,
+        access_log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        access_log_encryption_key: kms.IKey | None = None,
+        existing_access_log_group: logs.ILogGroup | None = None,
+        web_acl_arn: str | None = None,
+        allowed_source_cidrs: Sequence[str] | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id)
+        namespaces = list(namespaces)
+        _validate(
+            namespaces=namespaces,
+            auth=auth,
+            hmac_secret=hmac_secret,
+            replay_window=replay_window,
+            max_body_size=max_body_size,
+            stage_name=stage_name,
+            throttling_rate_limit=throttling_rate_limit,
+            throttling_burst_limit=throttling_burst_limit,
+            access_log_encryption_key=access_log_encryption_key,
+            existing_access_log_group=existing_access_log_group,
+            web_acl_arn=web_acl_arn,
+            allowed_source_cidrs=allowed_source_cidrs,
+        )
+        self._namespaces = tuple(namespaces)
+        self._auth: CallbackAuth = auth
+        self._hmac_secret = hmac_secret
+        stack = cdk.Stack.of(self)
+
+        # --- the handler -----------------------------------------------------------------------
+        environment = {
+            "TABLE_NAME": table.table_name,
+            "EVENT_BUS_NAME": event_bus.event_bus_name,
+            "NAMESPACES": ",".join(namespaces),
+            "AUTH_MODE": auth,
+            "REPLAY_WINDOW_SECONDS": str(int(replay_window.to_seconds())),
+            "MAX_BODY_BYTES": str(max_body_size),
+        }
+        if hmac_secret is not None:
+            environment["HMAC_SECRET_ARN"] = hmac_secret.secret_arn  # where the key is, never the key
+        self._function = pattern_function(
+            self,
+            "Handler",
+            asset="callback_url",
+            handler="callback_url_handler.handler",
+            description="Verifies HTTPS job callbacks and puts their completion event on the callback bus",
+            environment=environment,
+            timeout=cdk.Duration.seconds(10),
+            memory_size=256,
+        )
+        self._grant(table, event_bus, hmac_secret)
+        acknowledge(
+            self._function,
+            "API Gateway invokes this function synchronously and returns its errors to the caller, who "
+            "retries; a dead-letter queue or failure destination only applies to asynchronous invocations.",
+            "Serverless-LambdaDLQ",
+            "Serverless-LambdaAsyncFailureDestination",
+        )
+
+        # --- access logs -----------------------------------------------------------------------
+        self._access_log_key: kms.IKey | None = None
+        if existing_access_log_group is not None:
+            self._access_log_group = existing_access_log_group
+        else:
+            key = access_log_encryption_key or kms.Key(
+                self,
+                "AccessLogKey",
+                enable_key_rotation=True,
+                description=f"Encrypts the access logs of the callback URL API {self.node.path}"[:8192],
+                removal_policy=removal_policy,
+            )
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                    principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                    resources=["*"],  # in a key policy, "*" is this key
+                    conditions={
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                                service="logs",
+                                resource="log-group",
+                                resource_name="*",
+                                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                            )
+                        }
+                    },
+                )
+            )
+            self._access_log_key = key
+            self._access_log_group = logs.LogGroup(
+                self,
+                "AccessLogs",
+                retention=access_log_retention,
+                encryption_key=key,
+                removal_policy=removal_policy,
+            )
+
+        # --- the API ---------------------------------------------------------------------------
+        policy = _source_policy(allowed_source_cidrs) if allowed_source_cidrs else None
+        self._api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{cdk.Names.unique_id(self)[-200:]}-callbacks",
+            description="Job callbacks: POST /callbacks/{namespace}/{jobId}, authenticated per job by the handler",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=False,  # execution logging needs an account-wide role: not ours to set
+            policy=policy,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                tracing_enabled=True,
+                access_log_destination=apigw.LogGroupLogDestination(self._access_log_group),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                throttling_rate_limit=throttling_rate_limit,
+                throttling_burst_limit=throttling_burst_limit,
+                # Never log request data: the per-job secret travels in a header.
+                data_trace_enabled=False,
+                metrics_enabled=True,
+            ),
+        )
+        validator = apigw.RequestValidator(
+            self,
+            "Validator",
+            rest_api=self._api,
+            validate_request_body=True,
+            validate_request_parameters=True,
+        )
+        model = self._api.add_model(
+            "CallbackBody",
+            content_type="application/json",
+            schema=_body_schema(auth),
+            description="A job callback: its status, output, and error and cause on failure",
+        )
+        job = self._api.root.add_resource("callbacks").add_resource("{namespace}").add_resource("{jobId}")
+        self._method = job.add_method(
+            "POST",
+            apigw.LambdaIntegration(self._function, proxy=True),
+            authorization_type=apigw.AuthorizationType.NONE,
+            request_validator=validator,
+            request_models={"application/json": model},
+            request_parameters={
+                "method.request.path.namespace": True,
+                "method.request.path.jobId": True,
+                # Credentials headers are checked by the handler, which answers 401 without them.
+            },
+        )
+        acknowledge(
+            self._api,
+            "Third-party services call back without AWS identities or Cognito tokens: each call is "
+            "authenticated by the handler with the job's own secret (stored only as a SHA-256 hash) or "
+            "an HMAC signature with a replay window, before anything changes.",
+            "AwsSolutions-APIG4",
+            "AwsSolutions-COG4",
+        )
+        acknowledge(
+            self._api,
+            "Execution logging needs the account-wide API Gateway CloudWatch role, which one construct "
+            "must not set for the whole account; access logs (JSON, encrypted) and the handler's own "
+            "structured logs record every call.",
+            "AwsSolutions-APIG6",
+        )
+        if web_acl_arn is not None:
+            wafv2.CfnWebACLAssociation(
+                self,
+                "WebAclAssociation",
+                resource_arn=self._api.deployment_stage.stage_arn,
+                web_acl_arn=web_acl_arn,
+            )
+        else:
+            acknowledge(
+                self._api,
+                "WAF is opt-in (web_acl_arn): callers are authenticated per job by the handler, the stage is "
+                "throttled, and bodies are size-limited and schema-validated before the handler runs.",
+                "AwsSolutions-APIG3",
+            )
+
+    def _grant(
+        self,
+        table: dynamodb.ITable,
+        event_bus: events.IEventBus,
+        hmac_secret: secretsmanager.ISecret | None,
+    ) -> None:
+        """Least privilege: read and claim token records of our namespaces, put events on one bus."""
+        self._function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                resources=[table.table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{ns}#*" for ns in self._namespaces]}
+                },
+            )
+        )
+        if table.encryption_key is not None:
+            # DynamoDB uses the table's customer-managed key on the caller's behalf (no wildcard actions).
+            table.encryption_key.grant(self._function, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+        event_bus.grant_put_events_to(self._function)
+        if hmac_secret is not None:
+            self._function.add_to_role_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[hmac_secret.secret_arn])
+            )
+            if hmac_secret.encryption_key is not None:
+                hmac_secret.encryption_key.grant_decrypt(self._function)
+
+    @property
+    def api(self) -> apigw.RestApi:
+        """The REST API."""
+        return self._api
+
+    @property
+    def method(self) -> apigw.Method:
+        """``POST /callbacks/{namespace}/{jobId}``."""
+        return self._method
+
+    @property
+    def function(self) -> lambda_.Function:
+        """The handler that verifies callbacks and puts their completion events."""
+        return self._function
+
+    @property
+    def access_log_group(self) -> logs.ILogGroup:
+        """Where the stage writes its JSON access logs."""
+        return self._access_log_group
+
+    @property
+    def access_log_key(self) -> kms.IKey | None:
+        """The key of the access-log group (None with ``existing_access_log_group``)."""
+        return self._access_log_key
+
+    @property
+    def url(self) -> str:
+        """The stage's base URL (a token ending in ``/``)."""
+        return self._api.url
+
+    def url_for(self, namespace: str) -> str:
+        """The callback URL of ``namespace`` up to the job id: append the job id to call back."""
+        if namespace not in self._namespaces:
+            raise ValueError(f"namespace {namespace!r} is not one of {', '.join(self._namespaces)}")
+        return f"{self._api.url}callbacks/{namespace}/"
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces that accept callbacks."""
+        return self._namespaces
+
+    @property
+    def auth(self) -> CallbackAuth:
+        """``"secret"`` or ``"hmac"``."""
+        return self._auth
+
+    @property
+    def hmac_secret(self) -> secretsmanager.ISecret | None:
+        """The secret holding the HMAC key (``auth="hmac"``)."""
+        return self._hmac_secret
+
+
+def _validate(
+    *,
+    namespaces: list[str],
+    auth: str,
+    hmac_secret: secretsmanager.ISecret | None,
+    replay_window: cdk.Duration,
+    max_body_size: int,
+    stage_name: str,
+    throttling_rate_limit: float,
+    throttling_burst_limit: int,
+    access_log_encryption_key: kms.IKey | None,
+    existing_access_log_group: logs.ILogGroup | None,
+    web_acl_arn: str | None,
+    allowed_source_cidrs: Sequence[str] | None,
+) -> None:
+    errors = PropErrors("CallbackUrls")
+    if errors.require(bool(namespaces), "namespaces", "must name at least one namespace"):
+        errors.require(
+            len(namespaces) <= _MAX_NAMESPACES, "namespaces", f"at most {_MAX_NAMESPACES}, got {len(namespaces)}"
+        )
+        bad = [ns for ns in namespaces if not isinstance(ns, str) or not NAMESPACE_PATTERN.match(ns)]
+        errors.require(
+            not bad,
+            "namespaces",
+            f"{', '.join(map(repr, bad))}: each must be 1-64 characters of A-Z a-z 0-9 _ . -",
+        )
+        duplicates = sorted({ns for ns in namespaces if namespaces.count(ns) > 1})
+        errors.require(not duplicates, "namespaces", f"{', '.join(map(repr, duplicates))} listed more than once")
+    if errors.one_of(auth, "auth", ("secret", "hmac")):
+        if auth == "hmac":
+            errors.require(hmac_secret is not None, "hmac_secret", 'is required with auth="hmac"')
+        else:
+            errors.require(
+                hmac_secret is None, "hmac_secret", 'is only used with auth="hmac" (per-job secrets need no key)'
+            )
+    errors.duration_between(
+        replay_window, "replay_window", minimum=cdk.Duration.seconds(30), maximum=cdk.Duration.hours(1)
+    )
+    errors.require(
+        isinstance(max_body_size, int) and 1 <= max_body_size <= MAX_BODY_SIZE_LIMIT,
+        "max_body_size",
+        f"must be between 1 and {MAX_BODY_SIZE_LIMIT} bytes (one EventBridge event carries the body), "
+        f"got {max_body_size!r}",
+    )
+    errors.require(
+        bool(_STAGE_NAME.match(stage_name)), "stage_name", f"{stage_name!r} must be 1-128 of A-Z a-z 0-9 _ -"
+    )
+    errors.require(
+        0 < throttling_rate_limit <= 10000,
+        "throttling_rate_limit",
+        f"must be in (0, 10000], got {throttling_rate_limit}",
+    )
+    errors.require(
+        isinstance(throttling_burst_limit, int) and 1 <= throttling_burst_limit <= 5000,
+        "throttling_burst_limit",
+        f"must be an integer between 1 and 5000, got {throttling_burst_limit!r}",
+    )
+    errors.exclusive(
+        existing_access_log_group=existing_access_log_group, access_log_encryption_key=access_log_encryption_key
+    )
+    if web_acl_arn is not None and not cdk.Token.is_unresolved(web_acl_arn):
+        errors.require(
+            web_acl_arn.startswith("arn:") and ":wafv2:" in web_acl_arn and ":regional/webacl/" in web_acl_arn,
+            "web_acl_arn",
+            f"{web_acl_arn!r} is not the ARN of a regional WAFv2 web ACL",
+        )
+    if allowed_source_cidrs is not None and errors.require(
+        bool(list(allowed_source_cidrs)), "allowed_source_cidrs", "must not be empty when given"
+    ):
+        for cidr in allowed_source_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                errors.add("allowed_source_cidrs", f"{cidr!r} is not an IP address range (CIDR)")
+    errors.raise_if_any()
+
+
+def _body_schema(auth: str) -> apigw.JsonSchema:
+    """The body, validated by API Gateway before the handler runs (the handler checks it again)."""
+    return apigw.JsonSchema(
+        schema=apigw.JsonSchemaVersion.DRAFT4,
+        title="JobCallback",
+        type=apigw.JsonSchemaType.OBJECT,
+        required=["status", "jobId"] if auth == "hmac" else ["status"],
+        additional_properties=False,
+        properties={
+            "status": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, enum=["SUCCEEDED", "FAILED"]),
+            "output": apigw.JsonSchema(),
+            "error": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, max_length=256),
+            "cause": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, max_length=32768),
+            "jobId": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=512),
+            "namespace": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=64),
+        },
+    )
+
+
+def _source_policy(cidrs: Sequence[str]) -> iam.PolicyDocument:
+    """Only the given source ranges may invoke the API."""
+    invoke = "execute-api:/*"
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(actions=["execute-api:Invoke"], principals=[iam.AnyPrincipal()], resources=[invoke]),
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["execute-api:Invoke"],
+                principals=[iam.AnyPrincipal()],
+                resources=[invoke],
+                conditions={"NotIpAddress": {"aws:SourceIp": list(cidrs)}},
+            ),
+        ]
+    )

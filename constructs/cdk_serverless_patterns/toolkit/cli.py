@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cdk_serverless_patterns.toolkit import circuit
 from cdk_serverless_patterns.toolkit.apps import (
     ToolkitError,
     cdk_cli,
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="synthesize the sample app and show what it produces")
     demo.add_argument("--app", help="path of a Python CDK app; default: integ/app.py of this project")
+
+    circuit.add_parser(commands)
     return parser
 
 
@@ -68,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "deploy":
             return _deploy(args)
+        if args.command == "circuit":
+            return circuit.run(args)
         return _demo(args)
     except ToolkitError as error:
         print(f"{PROG} {args.command}: {error}", file=sys.stderr)

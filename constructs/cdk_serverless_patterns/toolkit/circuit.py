@@ -1,0 +1,294 @@
+"""``serverless-patterns circuit status|open|close|disable``: operate a deployed CircuitBreaker.
+
+The state table is found by ``--table`` or from the CloudFormation outputs of ``--stack`` (an output
+whose key contains ``CircuitBreakerTable``). Every write is conditional on the item's ``version``,
+exactly like the health checker's and the extension's, so an operator never overwrites a
+transition they did not see: on a conflict the item is read again and the change re-applied.
+
+- ``open``: FORCED_OPEN (calls fail fast until an operator closes it; the health checker leaves it)
+- ``close``: CLOSED with counters reset (the health checker takes over again)
+- ``disable``: DISABLED (the breaker is off: calls always pass; the health checker leaves it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cdk_serverless_patterns.toolkit.apps import ToolkitError
+
+DEFAULT_STACK = "ServerlessPatternsCircuitBreaker"
+OUTPUT_MARKER = "CircuitBreakerTable"
+EVENT_SOURCE = "cdk-serverless-patterns.circuit-breaker"
+EVENT_DETAIL_TYPE = "Circuit State Changed"
+TARGET_STATES = {"open": "FORCED_OPEN", "close": "CLOSED", "disable": "DISABLED"}
+MAX_ATTEMPTS = 3
+UPDATED_BY = "operator"
+
+
+def add_parser(commands: Any) -> None:
+    """Registers ``circuit`` on the CLI's subcommands."""
+    circuit = commands.add_parser(
+        "circuit",
+        help="show or set the state of a deployed circuit breaker's circuits",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    circuit.add_argument(
+        "action",
+        choices=["status", "open", "close", "disable"],
+        help="status: show (all circuits without an id); open: FORCED_OPEN; close: CLOSED; disable: DISABLED",
+    )
+    circuit.add_argument("circuit_id", nargs="?", metavar="ID", help="the circuit (required except for status)")
+    where = circuit.add_mutually_exclusive_group()
+    where.add_argument("--table", help="name of the state table (default: from the stack's outputs)")
+    where.add_argument(
+        "--stack",
+        default=None,
+        help=f"stack whose {OUTPUT_MARKER}... output names the table (default: {DEFAULT_STACK})",
+    )
+    circuit.add_argument("--region", help="AWS region (default: from the environment or profile)")
+    circuit.add_argument("--endpoint-url", help="AWS endpoint (for example a local moto server)")
+    circuit.add_argument("--reason", help="why (stored on the item and in the event)")
+    circuit.add_argument("--create", action="store_true", help="write the circuit even if the table has no item yet")
+    circuit.add_argument("--json", action="store_true", help="print the item(s) as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Executes ``serverless-patterns circuit ...``; raises ToolkitError with a one-line message."""
+    if args.action != "status" and not args.circuit_id:
+        raise ToolkitError(f"{args.action} needs the circuit id: serverless-patterns circuit {args.action} ID")
+    operator = CircuitOperator.connect(
+        table=args.table, stack=args.stack, region=args.region, endpoint_url=args.endpoint_url
+    )
+    if args.action == "status":
+        items = [operator.get(args.circuit_id)] if args.circuit_id else operator.all()
+        if args.circuit_id and items[0] is None:
+            raise ToolkitError(operator.unknown_circuit(args.circuit_id))
+        found = [item for item in items if item is not None]
+        print(json.dumps(found, indent=2, sort_keys=True) if args.json else format_items(found, operator.table))
+        return 0
+    target = TARGET_STATES[args.action]
+    reason = args.reason or f"set to {target} by an operator (serverless-patterns circuit {args.action})"
+    outcome = operator.set_state(args.circuit_id, target, reason=reason, create=args.create)
+    print(json.dumps(outcome, indent=2, sort_keys=True) if args.json else outcome["message"])
+    return 0
+
+
+class CircuitOperator:
+    """Reads and conditionally writes circuit items of one state table."""
+
+    def __init__(self, table: str, dynamodb: Any, events: Any, clock: Callable[[], float] = time.time) -> None:
+        self.table = table
+        self.dynamodb = dynamodb
+        self.events = events
+        self.clock = clock
+
+    @classmethod
+    def connect(
+        cls, *, table: str | None, stack: str | None, region: str | None, endpoint_url: str | None
+    ) -> CircuitOperator:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        session = boto3.Session(region_name=region) if region else boto3.Session()
+        if not session.region_name:
+            raise ToolkitError("no AWS region is configured: pass --region or set AWS_REGION")
+        if session.get_credentials() is None:
+            raise ToolkitError("no AWS credentials are configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/...")
+        if not table:
+            stack_name = stack or DEFAULT_STACK
+            try:
+                table = _table_from_stack(session.client("cloudformation", endpoint_url=endpoint_url), stack_name)
+            except (ClientError, BotoCoreError) as error:
+                raise ToolkitError(f"cannot read stack {stack_name}: {_aws_message(error)}") from error
+        dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+        return cls(table, dynamodb, session.client("events", endpoint_url=endpoint_url))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get(self, circuit_id: str) -> dict[str, Any] | None:
+        response = self._call(
+            self.dynamodb.get_item, TableName=self.table, Key={"circuitId": {"S": circuit_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _plain(item) if item else None
+
+    def all(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        while True:
+            page = self._call(self.dynamodb.scan, **kwargs)
+            items += [_plain(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(items, key=lambda item: str(item.get("circuitId")))
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def unknown_circuit(self, circuit_id: str) -> str:
+        known = ", ".join(str(item["circuitId"]) for item in self.all()) or "none yet"
+        return f"no circuit {circuit_id!r} in table {self.table} (known: {known})"
+
+    # -- writing ---------------------------------------------------------------------------------
+    def set_state(self, circuit_id: str, state: str, *, reason: str, create: bool = False) -> dict[str, Any]:
+        """Moves the circuit to ``state`` with a conditional write on its version."""
+        from botocore.exceptions import ClientError
+
+        for _attempt in range(MAX_ATTEMPTS):
+            item = self.get(circuit_id)
+            if item is None and not create:
+                raise ToolkitError(self.unknown_circuit(circuit_id) + "; pass --create to write it anyway")
+            previous = str(item.get("state", "CLOSED")) if item else None
+            version = int(item.get("version", 0)) if item else 0
+            if item is not None and previous == state:
+                return {
+                    "circuitId": circuit_id,
+                    "state": state,
+                    "version": version,
+                    "changed": False,
+                    "message": f"{circuit_id}: already {state} (version {version}); nothing written",
+                }
+            now = int(self.clock() * 1000)
+            values: dict[str, Any] = {
+                ":state": {"S": state},
+                ":version": {"N": str(version + 1)},
+                ":now": {"N": str(now)},
+                ":by": {"S": UPDATED_BY},
+                ":reason": {"S": reason},
+            }
+            assignments = ["#state = :state", "#version = :version", "updatedAt = :now", "updatedBy = :by"]
+            assignments.append("reason = :reason")
+            if state == "CLOSED":
+                values[":zero"] = {"N": "0"}
+                assignments += ["consecutiveFailures = :zero", "consecutiveSuccesses = :zero"]
+                assignments.append("halfOpenTrialsLeft = :zero")
+            if state == "FORCED_OPEN":
+                assignments.append("openedAt = :now")
+            if item is None:
+                condition = "attribute_not_exists(circuitId)"
+            elif "version" not in item:
+                condition = "attribute_exists(circuitId) AND attribute_not_exists(#version)"
+            else:
+                condition = "#version = :expected"
+                values[":expected"] = {"N": str(version)}
+            try:
+                self.dynamodb.update_item(
+                    TableName=self.table,
+                    Key={"circuitId": {"S": circuit_id}},
+                    UpdateExpression="SET " + ", ".join(assignments),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#state": "state", "#version": "version"},
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    continue  # someone else wrote first: read again, apply on top
+                raise ToolkitError(f"cannot update circuit {circuit_id!r}: {_aws_message(error)}") from error
+            warning = self._publish(circuit_id, previous, state, reason, version + 1, now)
+            message = f"{circuit_id}: {previous or 'new'} -> {state} (version {version} -> {version + 1})"
+            return {
+                "circuitId": circuit_id,
+                "previousState": previous,
+                "state": state,
+                "version": version + 1,
+                "changed": True,
+                "message": message + (f"\nwarning: {warning}" if warning else ""),
+            }
+        raise ToolkitError(
+            f"circuit {circuit_id!r} kept changing while being updated ({MAX_ATTEMPTS} conflicting writes); try again"
+        )
+
+    def _publish(self, circuit_id: str, previous: str | None, state: str, reason: str, version: int, now: int) -> str:
+        """The same event the health checker publishes; a failure here is a warning, the state is written."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        detail = {
+            "circuitId": circuit_id,
+            "previousState": previous,
+            "state": state,
+            "reason": reason,
+            "version": version,
+            "updatedAt": now,
+            "updatedBy": UPDATED_BY,
+        }
+        try:
+            response = self.events.put_events(
+                Entries=[{"Source": EVENT_SOURCE, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(detail)}]
+            )
+        except (ClientError, BotoCoreError) as error:
+            return f"the state is written but the change event was not published: {_aws_message(error)}"
+        if response.get("FailedEntryCount"):
+            return "the state is written but EventBridge refused the change event"
+        return ""
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return method(**kwargs)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise ToolkitError(
+                    f"table {self.table} does not exist (check --table, --stack and --region)"
+                ) from error
+            raise ToolkitError(f"cannot read table {self.table}: {_aws_message(error)}") from error
+        except BotoCoreError as error:
+            raise ToolkitError(f"cannot read table {self.table}: {_aws_message(error)}") from error
+
+
+def _table_from_stack(cloudformation: Any, stack: str) -> str:
+    stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    outputs = stacks[0].get("Outputs", []) if stacks else []
+    matches = [o for o in outputs if OUTPUT_MARKER.lower() in o["OutputKey"].lower()]
+    if not matches:
+        raise ToolkitError(f"stack {stack} has no output whose key contains {OUTPUT_MARKER}: pass --table NAME")
+    if len(matches) > 1:
+        keys = ", ".join(sorted(o["OutputKey"] for o in matches))
+        raise ToolkitError(f"stack {stack} has several circuit breaker tables ({keys}): pass --table NAME")
+    return str(matches[0]["OutputValue"])
+
+
+def _plain(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    plain: dict[str, Any] = {}
+    for name, typed in item.items():
+        if "N" in typed:
+            number = float(typed["N"])
+            plain[name] = int(number) if number.is_integer() else number
+        elif "S" in typed:
+            plain[name] = typed["S"]
+        elif "BOOL" in typed:
+            plain[name] = typed["BOOL"]
+    return plain
+
+
+def format_items(items: list[dict[str, Any]], table: str) -> str:
+    if not items:
+        return f"no circuits in table {table} yet"
+    header = ("CIRCUIT", "STATE", "VERSION", "FAILURES", "UPDATED", "BY", "REASON")
+    rows = [header]
+    for item in items:
+        updated = item.get("updatedAt")
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated / 1000)) if isinstance(updated, int) else "-"
+        rows.append(
+            (
+                str(item.get("circuitId", "?")),
+                str(item.get("state", "CLOSED")),
+                str(item.get("version", 0)),
+                str(item.get("consecutiveFailures", 0)),
+                when,
+                str(item.get("updatedBy", "-")),
+                str(item.get("reason", "")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
+        for row in rows
+    )
+
+
+def _aws_message(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        return f"{response['Error'].get('Code', 'Error')}: {response['Error'].get('Message', '')}".strip()
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -8,6 +8,7 @@ customer-managed key, no deletion protection and a custom event bus.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import aws_cdk as cdk
@@ -226,6 +227,41 @@ def test_scheduler_role_may_only_invoke_the_checker_and_reach_the_queue(built: B
         },
         {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": {"Fn::GetAtt": [built.ids["queue"], "Arn"]}},
     ]
+
+
+def test_every_schedule_input_is_a_config_the_health_checker_accepts(built: Built) -> None:
+    """The construct and the runtime agree on the event: parse each synthesized input with the checker itself."""
+    import importlib.util
+    from pathlib import Path
+
+    path = (
+        Path(__file__).resolve().parent.parent / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
+    )
+    spec = importlib.util.spec_from_file_location("circuit_breaker_health_checker_contract", path)
+    assert spec and spec.loader
+    checker = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = checker  # dataclasses resolve their module by name
+    spec.loader.exec_module(checker)
+    inputs = [
+        json.loads(s["Properties"]["Target"]["Input"])
+        for stack in ("Breaker", "Cmk")
+        for s in resources_of(built.raw(stack), "AWS::Scheduler::Schedule").values()
+    ]
+    configs = {c.circuit_id: c for c in map(checker.CircuitConfig.from_event, inputs)}
+    assert set(configs) == {"payments", "inventory", "search"}
+    assert configs["inventory"].expected_status_codes == frozenset({200, 204})
+    assert configs["inventory"].cool_down_ms == 120_000 and configs["search"].allow_http is True
+
+
+def test_metric_helper(scratch: Any) -> None:
+    _, breaker = scratch.breaker(metric_namespace="Shop/Circuits")
+    breaker.add_circuit("payments", health_check_url="https://p.example.com")
+    metric = breaker.metric("payments")
+    assert (metric.namespace, metric.metric_name, metric.statistic) == ("Shop/Circuits", "CircuitOpen", "Maximum")
+    assert metric.dimensions == {"CircuitId": "payments"}
+    with pytest.raises(PropError) as error:
+        breaker.metric("ledger", "Latency")
+    assert set(problems_of(error)) == {"circuit_id", "metric_name"}
 
 
 # ----- the health checker ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import jsii
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -181,6 +182,7 @@ class CircuitBreaker(Construct):
         errors.raise_if_any()
 
         self._encryption_key = encryption_key
+        self._metric_namespace = metric_namespace
         self._checker_timeout = checker_timeout
         self._circuits: dict[str, Circuit] = {}
         self._protected: list[tuple[lambda_.Function, tuple[str, ...] | None]] = []
@@ -514,6 +516,31 @@ class CircuitBreaker(Construct):
         if self._encryption_key is not None:
             self._encryption_key.grant(function, *TABLE_KEY_ACTIONS)
         self._protected.append((function, ids))
+
+    def metric(
+        self,
+        circuit_id: str,
+        metric_name: str = "CircuitOpen",
+        *,
+        statistic: str = "Maximum",
+        period: cdk.Duration = cdk.Duration.minutes(1),
+    ) -> cloudwatch.Metric:
+        """A metric the health checker emits for one circuit, for alarms and dashboards.
+
+        ``metric_name``: ``CircuitOpen`` (1 while OPEN or FORCED_OPEN), ``HealthCheckFailed`` (1 per
+        failed probe), ``HealthCheckLatency`` (milliseconds). Default: ``CircuitOpen``, Maximum, 1 minute.
+        """
+        errors = PropErrors(f"{type(self).__name__}.metric")
+        errors.require(circuit_id in self._circuits, "circuit_id", f"{circuit_id!r} is not a circuit of this breaker")
+        errors.one_of(metric_name, "metric_name", ("CircuitOpen", "HealthCheckFailed", "HealthCheckLatency"))
+        errors.raise_if_any()
+        return cloudwatch.Metric(
+            namespace=self._metric_namespace,
+            metric_name=metric_name,
+            dimensions_map={"CircuitId": circuit_id},
+            statistic=statistic,
+            period=period,
+        )
 
     # ----------------------------------------------------------------------------------------------
     @property

@@ -44,6 +44,7 @@ class Downstream:
     def __init__(self) -> None:
         self.status = 200
         self.delay = 0.0
+        self.trickle = 0.0
         self.requests = 0
         outer = self
 
@@ -54,6 +55,12 @@ class Downstream:
                     time.sleep(outer.delay)
                 body = b'{"ok": true}'
                 try:
+                    if outer.trickle:  # each piece arrives within the timeout, the whole answer does not
+                        for piece in (f"HTTP/1.1 {outer.status} OK\r\n", "Content-Length: 0\r\n", "X-A: b\r\n", "\r\n"):
+                            self.wfile.write(piece.encode())
+                            self.wfile.flush()
+                            time.sleep(outer.trickle)
+                        return
                     self.send_response(outer.status)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
@@ -87,7 +94,7 @@ def downstream() -> Iterator[Downstream]:
 
 @pytest.fixture(autouse=True)
 def _reset(downstream: Downstream) -> None:
-    downstream.status, downstream.delay, downstream.requests = 200, 0.0, 0
+    downstream.status, downstream.delay, downstream.trickle, downstream.requests = 200, 0.0, 0.0, 0
 
 
 class Clock:
@@ -235,6 +242,14 @@ def test_a_timeout_is_a_failure(aws: dict[str, Any], downstream: Downstream):
     assert summary["probe"]["error"] == "timed out after 200 ms"
     assert item(aws)["state"] == "OPEN"
     assert "timed out after 200 ms" in item(aws)["reason"]
+
+
+def test_an_answer_trickling_in_beyond_the_timeout_is_a_failure(aws: dict[str, Any], downstream: Downstream):
+    downstream.trickle = 0.15  # 4 pieces, 0.15 s apart: every read within 0.3 s, the answer after 0.45 s
+    summary = make_checker(aws, Clock()).check(config(downstream.url, timeoutMs=300, failureThreshold=1))
+    assert summary["probe"]["healthy"] is False and summary["probe"]["status"] == 200
+    assert summary["probe"]["error"].startswith("timed out: answered HTTP 200 after")
+    assert summary["state"] == "OPEN"
 
 
 def test_a_refused_connection_is_a_failure(aws: dict[str, Any]):

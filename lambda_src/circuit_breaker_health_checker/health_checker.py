@@ -168,6 +168,11 @@ def probe(config: CircuitConfig, clock: Callable[[], float] = time.monotonic) ->
     latency_ms = round((clock() - started) * 1000, 1)
     if status is None:
         return ProbeResult(healthy=False, status=None, latency_ms=latency_ms, error=error)
+    if latency_ms > config.timeout_ms:
+        # The socket timeout bounds each read, not the whole answer: a service trickling its
+        # headers can take longer, and an answer after the timeout is a failure all the same.
+        error = f"timed out: answered HTTP {status} after {latency_ms:g} ms (timeout {config.timeout_ms} ms)"
+        return ProbeResult(healthy=False, status=status, latency_ms=latency_ms, error=error)
     expected = config.expected_status_codes
     healthy = status in expected if expected is not None else status < 500
     return ProbeResult(healthy=healthy, status=status, latency_ms=latency_ms)

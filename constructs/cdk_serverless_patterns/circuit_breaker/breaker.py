@@ -408,7 +408,10 @@ class CircuitBreaker(Construct):
                 ),
             ),
         )
-        schedule_construct.node.add_dependency(self._scheduler_role)
+        # Scheduler checks that the role may invoke the target: create the role's policy first.
+        policy = self._scheduler_role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            schedule_construct.node.add_dependency(policy)
         circuit = Circuit(
             circuit_id=circuit_id,
             health_check_url=health_check_url,

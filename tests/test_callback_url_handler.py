@@ -480,7 +480,7 @@ def test_oversize_body_is_rejected_before_anything_is_read(world: World) -> None
     handler = make_handler(world, max_body_bytes=1024)
     big = {"status": "SUCCEEDED", "output": "x" * 2000}
     status, body = answer(handler.handle(request("translate", "job-1", big, {"X-Callback-Secret": SECRET})))
-    assert status == 413 and "1024 bytes" in body["message"]
+    assert (status, body["error"]) == (400, "PayloadTooLarge") and body["message"].startswith("body: larger than 1024")
     assert_nothing_changed(world, "translate", "job-1")
 
 
@@ -537,9 +537,50 @@ def test_missing_hmac_secret_is_unavailable_not_accepted(world: World) -> None:
     assert_nothing_changed(world, "vendor", "job-9")
 
 
-def test_transient_errors_are_retried_by_botocore_in_standard_mode() -> None:
-    assert cbh.BOTO_CONFIG.retries["mode"] == "standard"
-    assert cbh.BOTO_CONFIG.retries["max_attempts"] >= 3
+def _fail_transiently(client: Any, operation: str, times: int) -> list[int]:
+    """The first ``times`` calls of ``operation`` lose their connection before moto sees them."""
+    from botocore.exceptions import EndpointConnectionError
+
+    seen: list[int] = []
+
+    def hook(request: Any, **_: Any) -> None:
+        seen.append(1)
+        if len(seen) <= times:
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"before-send.{service}.{operation}", hook)
+    return seen
+
+
+def _handler_with_runtime_clients(world: World) -> Any:
+    """A handler whose clients carry the handler's own retry configuration, as in Lambda."""
+    handler = make_handler(world)
+    handler.dynamodb = boto3.client("dynamodb", region_name=REGION, config=cbh.BOTO_CONFIG)
+    handler.events = boto3.client("events", region_name=REGION, config=cbh.BOTO_CONFIG)
+    return handler
+
+
+def test_transient_errors_are_retried_and_the_callback_goes_through(world: World) -> None:
+    world.put_token("translate", "job-1")
+    handler = _handler_with_runtime_clients(world)
+    reads = _fail_transiently(handler.dynamodb, "GetItem", times=1)
+    puts = _fail_transiently(handler.events, "PutEvents", times=1)
+    assert handler.handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET}))["statusCode"] == 202
+    assert (len(reads), len(puts)) == (2, 2)  # one failed attempt each, then success
+    assert len(world.delivered()) == 1
+
+
+def test_put_events_failing_past_the_retries_undoes_the_claim(world: World) -> None:
+    world.put_token("translate", "job-1")
+    before = world.record("translate", "job-1")
+    handler = _handler_with_runtime_clients(world)
+    puts = _fail_transiently(handler.events, "PutEvents", times=100)
+    status, _ = answer(handler.handle(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET})))
+    assert status == 503
+    assert len(puts) == cbh.BOTO_CONFIG.retries["total_max_attempts"]  # standard mode, every attempt used
+    assert world.record("translate", "job-1") == before
+    assert world.delivered() == []
 
 
 # --- logs and the entry point ------------------------------------------------------------------------

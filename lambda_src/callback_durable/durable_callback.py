@@ -59,7 +59,7 @@ MAX_TIMEOUT = timedelta(days=366)
 #: Token records outlive the wait by this much, then DynamoDB's TTL removes what nobody cleaned up.
 DEFAULT_RECORD_GRACE = timedelta(days=1)
 DEFAULT_FAILURE_ERROR = "JobFailed"
-BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5})
 
 
 class JobFailedError(Exception):

@@ -18,9 +18,10 @@
 If the event cannot be put, the claim is undone (conditionally on this request's claim id), so
 that the caller's retry is accepted instead of being taken for a replay; the caller gets 503.
 
-Responses: 202 accepted, 400 bad input (the message names the field), 401 missing or stale
-credentials, 403 wrong secret or signature, 404 unknown job, 409 already received, 413 body too
-large, 503 the completion could not be published (nothing was recorded: retry).
+Responses: 202 accepted, 400 bad input (bad JSON, bad status, body too large, namespace not
+configured...; the message names the field), 401 missing or stale credentials, 403 wrong secret or
+signature, 404 unknown job, 409 already received, 503 the completion could not be published
+(nothing was recorded: retry).
 
 Configuration (environment variables set by the ``CallbackUrls`` construct; no secret among them):
 ``TABLE_NAME``, ``EVENT_BUS_NAME``, ``NAMESPACES`` (comma-separated), ``AUTH_MODE`` (``secret`` or
@@ -69,7 +70,7 @@ JOB_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spac
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # Transient AWS errors (throttling, 5xx, timeouts) are retried with backoff by botocore.
-BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 4}, connect_timeout=2, read_timeout=5)
 
 logger = logging.getLogger("callback_url")
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -239,7 +240,7 @@ class CallbackUrlHandler:
         return raw
 
     def _too_large(self) -> Rejected:
-        return Rejected(413, "PayloadTooLarge", f"body: larger than {self.settings.max_body_bytes} bytes")
+        return Rejected(400, "PayloadTooLarge", f"body: larger than {self.settings.max_body_bytes} bytes")
 
     def _callback(self, raw_body: bytes, namespace: str, job_id: str) -> Callback:
         try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
@@ -28,6 +29,7 @@ from cdk_serverless_patterns.testing.checks import cfn_lint_findings, format_tab
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/callbacks/0123abcd"
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 DEFAULT, CONFIGURED = "CallbackUrlsDefaults", "CallbackUrlsConfigured"
 
 
@@ -80,6 +82,9 @@ class Built:
             access_log_retention=logs.RetentionDays.THREE_MONTHS,
             web_acl_arn=WEB_ACL,
             allowed_source_cidrs=["203.0.113.0/24", "2001:db8::/32"],
+            domain_name="callbacks.example.com",
+            certificate=acm.Certificate.from_certificate_arn(stack, "Certificate", CERTIFICATE),
+            disable_execute_api_endpoint=True,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.assembly = synth_with_checks(app)
@@ -212,6 +217,20 @@ def test_waf_and_source_ranges_are_opt_in(built: Built) -> None:
     [api] = resources(built, CONFIGURED, "AWS::ApiGateway::RestApi").values()
     deny = [s for s in api["Properties"]["Policy"]["Statement"] if s["Effect"] == "Deny"]
     assert deny[0]["Condition"] == {"NotIpAddress": {"aws:SourceIp": ["203.0.113.0/24", "2001:db8::/32"]}}
+
+
+def test_custom_domain_is_opt_in_and_refuses_tls_older_than_1_2(built: Built) -> None:
+    built.template[DEFAULT].resource_count_is("AWS::ApiGateway::DomainName", 0)
+    built.template[CONFIGURED].has_resource_properties(
+        "AWS::ApiGateway::DomainName",
+        {
+            "DomainName": "callbacks.example.com",
+            "RegionalCertificateArn": CERTIFICATE,
+            "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            "SecurityPolicy": "TLS_1_2",
+        },
+    )
+    built.template[CONFIGURED].has_resource_properties("AWS::ApiGateway::RestApi", {"DisableExecuteApiEndpoint": True})
 
 
 # --- the handler ---------------------------------------------------------------------------------------
@@ -366,6 +385,8 @@ def test_every_problem_is_reported_in_one_error() -> None:
         ({"replay_window": cdk.Duration.hours(2)}, "replay_window: must be between"),
         ({"max_body_size": 0}, "max_body_size:"),
         ({"allowed_source_cidrs": []}, "allowed_source_cidrs: must not be empty"),
+        ({"domain_name": "cb.example.com"}, "certificate: domain_name and certificate go together"),
+        ({"disable_execute_api_endpoint": True}, "disable_execute_api_endpoint: needs domain_name"),
         (
             {"existing_access_log_group": "set", "access_log_encryption_key": "set"},
             "existing_access_log_group: cannot be combined with access_log_encryption_key",

@@ -18,6 +18,7 @@ from typing import Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -76,6 +77,10 @@ class CallbackUrls(Construct):
         web_acl_arn: Opt-in: a regional WAFv2 web ACL to associate with the stage. Default: none.
         allowed_source_cidrs: Opt-in: a resource policy that lets only these source ranges call
             the API (for third parties that publish their egress addresses). Default: any source.
+        domain_name: Opt-in custom domain (regional, security policy TLS 1.2). Needs ``certificate``.
+        certificate: The ACM certificate of ``domain_name`` (in the stack's region).
+        disable_execute_api_endpoint: With ``domain_name``: callers must use the custom domain.
+            Default: False.
         removal_policy: Of the access-log group and its key. Default: ``RemovalPolicy.RETAIN``.
     """
 
@@ -99,6 +104,9 @@ class CallbackUrls(Construct):
         existing_access_log_group: logs.ILogGroup | None = None,
         web_acl_arn: str | None = None,
         allowed_source_cidrs: Sequence[str] | None = None,
+        domain_name: str | None = None,
+        certificate: acm.ICertificate | None = None,
+        disable_execute_api_endpoint: bool = False,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, id)
@@ -116,6 +124,9 @@ class CallbackUrls(Construct):
             existing_access_log_group=existing_access_log_group,
             web_acl_arn=web_acl_arn,
             allowed_source_cidrs=allowed_source_cidrs,
+            domain_name=domain_name,
+            certificate=certificate,
+            disable_execute_api_endpoint=disable_execute_api_endpoint,
         )
         self._namespaces = tuple(namespaces)
         self._auth: CallbackAuth = auth
@@ -200,6 +211,16 @@ class CallbackUrls(Construct):
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=False,  # execution logging needs an account-wide role: not ours to set
             policy=policy,
+            # Every endpoint is HTTPS only; a custom domain also refuses anything older than TLS 1.2.
+            domain_name=apigw.DomainNameOptions(
+                domain_name=domain_name,
+                certificate=certificate,
+                endpoint_type=apigw.EndpointType.REGIONAL,
+                security_policy=apigw.SecurityPolicy.TLS_1_2,
+            )
+            if domain_name is not None and certificate is not None
+            else None,
+            disable_execute_api_endpoint=disable_execute_api_endpoint,
             deploy_options=apigw.StageOptions(
                 stage_name=stage_name,
                 tracing_enabled=True,
@@ -371,6 +392,9 @@ def _validate(
     existing_access_log_group: logs.ILogGroup | None,
     web_acl_arn: str | None,
     allowed_source_cidrs: Sequence[str] | None,
+    domain_name: str | None,
+    certificate: acm.ICertificate | None,
+    disable_execute_api_endpoint: bool,
 ) -> None:
     errors = PropErrors("CallbackUrls")
     if errors.require(bool(namespaces), "namespaces", "must name at least one namespace"):
@@ -431,6 +455,16 @@ def _validate(
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 errors.add("allowed_source_cidrs", f"{cidr!r} is not an IP address range (CIDR)")
+    errors.require(
+        (domain_name is None) == (certificate is None),
+        "certificate" if certificate is None else "domain_name",
+        "domain_name and certificate go together: give both or neither",
+    )
+    errors.require(
+        domain_name is not None or not disable_execute_api_endpoint,
+        "disable_execute_api_endpoint",
+        "needs domain_name: without a custom domain the API would have no endpoint at all",
+    )
     errors.raise_if_any()
 
 

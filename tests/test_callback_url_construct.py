@@ -242,6 +242,7 @@ def test_handler_is_configured_by_environment_without_any_secret(built: Built) -
     props = function["Properties"]
     assert props["Handler"] == "callback_url_handler.handler"
     assert props["Runtime"] == "python3.14" and props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Timeout"] < 29  # answers before API Gateway's integration timeout
     env = props["Environment"]["Variables"]
     assert env["NAMESPACES"] == "translate,vendor"
     assert env["AUTH_MODE"] == "secret"

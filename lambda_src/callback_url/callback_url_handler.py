@@ -69,8 +69,9 @@ NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 JOB_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-# Transient AWS errors (throttling, 5xx, timeouts) are retried with backoff by botocore.
-BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 4}, connect_timeout=2, read_timeout=5)
+# Transient AWS errors (throttling, 5xx, timeouts) are retried with backoff by botocore. Short timeouts
+# keep a whole request (at most five calls) well inside the function's 20 s and API Gateway's 29 s.
+BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=3)
 
 logger = logging.getLogger("callback_url")
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -194,7 +195,7 @@ class CallbackUrlHandler:
                 503,
                 {
                     "error": "Unavailable",
-                    "message": "the callback could not be recorded; nothing was changed, retry later",
+                    "message": "the callback could not be recorded or published; retry later",
                 },
             )
         logger.info("callback accepted", extra={**log, "status": callback.status, "eventId": event_id})

@@ -151,7 +151,7 @@ class CallbackUrls(Construct):
             handler="callback_url_handler.handler",
             description="Verifies HTTPS job callbacks and puts their completion event on the callback bus",
             environment=environment,
-            timeout=cdk.Duration.seconds(10),
+            timeout=cdk.Duration.seconds(20),  # under API Gateway's 29 s integration timeout
             memory_size=256,
         )
         self._grant(table, event_bus, hmac_secret)

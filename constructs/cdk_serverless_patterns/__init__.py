@@ -3,8 +3,9 @@
 The public API is what this module exports; everything else is internal.
 """
 
+from cdk_serverless_patterns.callback import CallbackPattern, JobSource
 from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker
 
 __version__ = "0.1.0"
 
-__all__ = ["Circuit", "CircuitBreaker", "__version__"]
+__all__ = ["CallbackPattern", "Circuit", "CircuitBreaker", "JobSource", "__version__"]

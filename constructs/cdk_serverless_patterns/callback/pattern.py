@@ -1,0 +1,568 @@
+"""``CallbackPattern``: pause a Step Functions workflow on an asynchronous job, resume it on the
+job's completion event.
+
+A workflow starts a job (Translate, Bedrock Data Automation, DMS, a third-party API) and then runs
+the wait step from :meth:`CallbackPattern.wait_for_job`: it stores its task token in the token
+table against ``<namespace>#<jobId>`` and pauses. When the job's completion event arrives on
+EventBridge, a rule starts the resumer (an EXPRESS state machine), which looks the token up,
+resumes the workflow with success or failure and deletes the record. When the event comes first
+(a fast job), the resumer records the completion instead, and the wait step, finding it, proceeds
+with that result at once: no workflow waits for an event that already happened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+
+from cdk_serverless_patterns.callback import asl
+from cdk_serverless_patterns.callback.sources import JobSource, is_path, jsonata_path
+from cdk_serverless_patterns.core import PropError, PropErrors, acknowledge
+from constructs import Construct
+
+#: Standard workflows run at most a year; a wait longer than that can never be resumed.
+MAX_TIMEOUT = cdk.Duration.days(365)
+#: How long a token record outlives its wait step's timeout before DynamoDB TTL removes it.
+TOKEN_RECORD_GRACE = cdk.Duration.days(1)
+_RESULT_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_STATE_ID = re.compile(r"^[A-Za-z0-9 _.()-]{1,60}$")
+
+
+class CallbackPattern(Construct):
+    """Token table, resumer state machine, one EventBridge rule per job source, DLQ and alarms.
+
+    Args:
+        sources: Job sources to register now (more with :meth:`add_job_source`). Default: none.
+        encryption_key: Customer-managed KMS key for the token table. Default: AWS-managed key.
+        completion_ttl: How long an early completion (event before token) is kept for its waiter.
+            Default: 1 hour. Between 1 minute and 30 days.
+        event_bus: The bus whose events resume waits. Default: the account's default bus (where
+            AWS services send their events).
+        retry_attempts: How often EventBridge retries starting the resumer. Default: 8. 0-185.
+        max_event_age: How long EventBridge keeps retrying. Default: 2 hours. 1 minute-24 hours.
+        alarm_topic: SNS topic the alarms notify. Default: none (alarms without actions).
+        durable_functions: Also resume Lambda Durable Functions waiters (``backend = "durable"``
+            records) with the durable-execution callback APIs. Default: ``False``.
+        log_retention: Of the resumer's log group. Default: one month.
+        removal_policy: Of the table and the log group. Default: ``RemovalPolicy.RETAIN``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        sources: Sequence[JobSource] = (),
+        encryption_key: kms.IKey | None = None,
+        completion_ttl: cdk.Duration = cdk.Duration.hours(1),
+        event_bus: events.IEventBus | None = None,
+        retry_attempts: int = 8,
+        max_event_age: cdk.Duration = cdk.Duration.hours(2),
+        alarm_topic: sns.ITopic | None = None,
+        durable_functions: bool = False,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id)
+        errors = PropErrors(type(self).__name__)
+        errors.duration_between(
+            completion_ttl, "completion_ttl", minimum=cdk.Duration.minutes(1), maximum=cdk.Duration.days(30)
+        )
+        errors.require(
+            isinstance(retry_attempts, int) and 0 <= retry_attempts <= 185,
+            "retry_attempts",
+            f"must be an integer between 0 and 185 (EventBridge's limit), got {retry_attempts!r}",
+        )
+        errors.duration_between(
+            max_event_age, "max_event_age", minimum=cdk.Duration.minutes(1), maximum=cdk.Duration.hours(24)
+        )
+        errors.require(isinstance(durable_functions, bool), "durable_functions", "must be True or False")
+        _check_sources(errors, list(sources), taken=set(), prop="sources")
+        errors.raise_if_any()
+
+        self._sources: list[JobSource] = []
+        self._completion_ttl = completion_ttl
+        self._durable = durable_functions
+        self._encryption_key = encryption_key
+        self._retry_attempts = retry_attempts
+        self._max_event_age = max_event_age
+        self._rules: dict[str, events.Rule] = {}
+        self._callback_urls: Any = None
+
+        self._table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="ttl",
+            encryption=(
+                dynamodb.TableEncryption.CUSTOMER_MANAGED if encryption_key else dynamodb.TableEncryption.AWS_MANAGED
+            ),
+            encryption_key=encryption_key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=removal_policy,
+        )
+        self._event_bus = event_bus or events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
+
+        self._dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self._dead_letter_queue,
+            "This queue is itself the dead-letter queue of the EventBridge rule targets; it needs no DLQ.",
+            "AwsSolutions-SQS3",
+            "Serverless-SQSRedrivePolicy",
+        )
+
+        log_group = logs.LogGroup(self, "ResumerLogs", retention=log_retention, removal_policy=removal_policy)
+        self._resumer = sfn.StateMachine(
+            self,
+            "Resumer",
+            state_machine_type=sfn.StateMachineType.EXPRESS,
+            definition_body=sfn.DefinitionBody.from_string(self._resumer_definition()),
+            timeout=cdk.Duration.minutes(5),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            comment="Resumes workflows waiting in CallbackPattern when their job's completion event arrives",
+        )
+        self._table.grant(
+            self._resumer, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"
+        )
+        if encryption_key:
+            encryption_key.grant_encrypt_decrypt(self._resumer)
+        self._resumer.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=["*"])
+        )
+        if durable_functions:
+            self._resumer.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "lambda:SendDurableExecutionCallbackSuccess",
+                        "lambda:SendDurableExecutionCallbackFailure",
+                    ],
+                    resources=["*"],
+                )
+            )
+        acknowledge(
+            self._resumer,
+            "states:SendTaskSuccess/SendTaskFailure take no resource-level permission (a task token names no "
+            "resource), the Lambda durable callback APIs likewise; X-Ray and CloudWatch Logs delivery actions "
+            "of an Express state machine require Resource '*' (AWS forces these).",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+
+        self._alarms = [
+            cloudwatch.Alarm(
+                self,
+                "ResumerFailedAlarm",
+                alarm_description="The callback resumer failed: a workflow may not have been resumed",
+                metric=self._resumer.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ResumerTimedOutAlarm",
+                alarm_description="The callback resumer timed out: a workflow may not have been resumed",
+                metric=self._resumer.metric_timed_out(period=cdk.Duration.minutes(5), statistic="Sum"),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "DeadLetterQueueAlarm",
+                alarm_description="Completion events could not be delivered to the callback resumer",
+                metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=cdk.Duration.minutes(5), statistic="Maximum"
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        if alarm_topic:
+            for alarm in self._alarms:
+                alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+
+        for source in sources:
+            self._register(source)
+
+    # ------------------------------------------------------------------ sources
+    def add_job_source(self, source: JobSource) -> events.Rule:
+        """Registers one job source: an EventBridge rule for its completion events that starts
+        the resumer, with retries and the dead-letter queue. Returns the rule.
+
+        Raises ``PropError`` naming each problem of the source (a bad event pattern or path, an
+        empty or overlapping status list, a namespace already registered...).
+        """
+        errors = PropErrors(f"{type(self).__name__}.add_job_source")
+        _check_sources(errors, [source], taken=self._taken_namespaces(), prop="source")
+        errors.raise_if_any()
+        return self._register(source)
+
+    def _taken_namespaces(self) -> set[str]:
+        taken: set[str] = set()
+        for source in self._sources:
+            taken.update(source.namespaces)
+            taken.add(source.namespace)
+        return taken
+
+    def _register(self, source: JobSource) -> events.Rule:
+        self._sources.append(source)
+        rule_id = "Rule" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", source.namespace) if part)
+        rule = events.Rule(
+            self,
+            rule_id,
+            event_bus=self._event_bus,
+            event_pattern=_event_pattern(source.rule_pattern()),
+            description=f"Completion events of {source.namespace} jobs -> callback resumer",
+        )
+        rule.add_target(
+            targets.SfnStateMachine(
+                self._resumer,
+                input=events.RuleTargetInput.from_object(
+                    {"source": source.namespace, "event": events.EventField.from_path("$")}
+                ),
+                dead_letter_queue=self._dead_letter_queue,
+                retry_attempts=self._retry_attempts,
+                max_event_age=self._max_event_age,
+            )
+        )
+        self._rules[source.namespace] = rule
+        cfn = self._resumer.node.default_child
+        assert isinstance(cfn, sfn.CfnStateMachine)
+        cfn.definition_string = self._resumer_definition()
+        return rule
+
+    def _resumer_definition(self) -> str:
+        definition = asl.resumer_definition(
+            table_name=self._table.table_name,
+            sources=self._sources,
+            completion_ttl_seconds=int(self._completion_ttl.to_seconds()),
+            durable=self._durable,
+        )
+        return cdk.Stack.of(self).to_json_string(definition)
+
+    # ------------------------------------------------------------------ the wait step
+    def wait_for_job(
+        self,
+        id: str,
+        *,
+        source: JobSource | str,
+        job_id_path: str,
+        timeout: cdk.Duration,
+        heartbeat: cdk.Duration | None = None,
+        result_path: str | None = "$.job",
+        callback_secret_path: str | None = None,
+        scope: Construct | None = None,
+    ) -> sfn.Parallel:
+        """The wait step to put right after the state that started the job.
+
+        A Parallel state with one branch: a task (``arn:aws:states:::aws-sdk:dynamodb:putItem.
+        waitForTaskToken``) that stores ``{id: "<namespace>#<jobId>", kind: "token", backend:
+        "stepfunctions", taskToken, executionArn, createdAt, ttl}`` with
+        ``attribute_not_exists(id)`` and pauses; when that put fails because the job's completion
+        was already recorded, the branch claims that record and proceeds with its result (or fails
+        with its error). Catch job failures, ``States.Timeout`` and ``States.HeartbeatTimeout`` on
+        the returned state, as on any task. Do not add a Retry to it: a retried wait finds its own
+        token record and fails with ``CallbackPattern.JobAlreadyAwaited``.
+
+        Args:
+            id: Construct id and state name prefix, unique in the workflow.
+            source: The job source (or its namespace) whose events resume this wait.
+            job_id_path: Where the job id is in the state input, e.g. ``"$.JobId"``.
+            timeout: How long to wait at most (required: a wait must never last forever). At
+                least 1 second, at most 365 days.
+            heartbeat: Optional heartbeat interval; must be shorter than ``timeout``.
+            result_path: Where the job's output goes in the state. Default: ``"$.job"``.
+                ``"$"`` replaces the state; ``None`` keeps the input unchanged.
+            callback_secret_path: For callback URLs: where the per-job secret is in the state
+                input; its SHA-256 is stored as ``callbackSecretHash``. Default: none.
+            scope: Where the states are created. Default: this construct.
+
+        Grant the workflow the wait step's permissions with :meth:`grant_wait`.
+        """
+        errors = PropErrors(f"{type(self).__name__}.wait_for_job")
+        namespace = source.namespace if isinstance(source, JobSource) else source
+        known = {ns for src in self._sources for ns in src.namespaces}
+        errors.require(
+            isinstance(namespace, str) and namespace in known,
+            "source",
+            f"{namespace!r} is not a registered namespace; registered: {sorted(known) or 'none'} "
+            "(add the source with add_job_source first)",
+        )
+        if isinstance(source, JobSource) and source.namespace_path:
+            errors.add("source", "serves several namespaces; pass one of its namespaces as a string")
+        errors.require(
+            isinstance(id, str) and bool(_STATE_ID.match(id)),
+            "id",
+            f"{id!r} must be 1-60 characters of letters, digits, space and _ . ( ) -",
+        )
+        errors.require(
+            is_path(job_id_path), "job_id_path", f"{job_id_path!r} is not a path into the state like '$.JobId'"
+        )
+        if errors.require(timeout is not None, "timeout", "is required: a wait must never last forever"):
+            errors.duration_between(timeout, "timeout", minimum=cdk.Duration.seconds(1), maximum=MAX_TIMEOUT)
+        if heartbeat is not None and timeout is not None:
+            errors.duration_between(heartbeat, "heartbeat", minimum=cdk.Duration.seconds(1))
+            errors.require(
+                heartbeat.to_seconds() < timeout.to_seconds(),
+                "heartbeat",
+                f"must be shorter than timeout ({timeout.to_seconds():g} s), got {heartbeat.to_seconds():g} s",
+            )
+        errors.require(
+            result_path is None or bool(_RESULT_PATH.match(result_path)),
+            "result_path",
+            f"{result_path!r} must be '$', '$.name' or '$.a.b' (plain names), or None",
+        )
+        errors.require(
+            callback_secret_path is None or is_path(callback_secret_path),
+            "callback_secret_path",
+            f"{callback_secret_path!r} is not a path into the state like '$.secret'",
+        )
+        if callback_secret_path is not None and self._callback_urls is None:
+            errors.add("callback_secret_path", "needs callback URLs: call enable_callback_urls first")
+        errors.raise_if_any()
+        return self._wait_states(
+            scope or self,
+            id,
+            namespace=str(namespace),
+            job_id_path=job_id_path,
+            timeout=timeout,
+            heartbeat=heartbeat,
+            result_path=result_path,
+            callback_secret_path=callback_secret_path,
+        )
+
+    def _wait_states(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        namespace: str,
+        job_id_path: str,
+        timeout: cdk.Duration,
+        heartbeat: cdk.Duration | None,
+        result_path: str | None,
+        callback_secret_path: str | None,
+    ) -> sfn.Parallel:
+        timeout_seconds = int(timeout.to_seconds())
+        record_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, '$states.input')})"
+        # A Catch of a CustomState cannot carry a JSONata Output (CDK renders it for JSONPath), so
+        # the wait keeps its input in a variable for the early-completion path.
+        saved = "$" + _variable_name(id)
+        claim_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, saved)})"
+        item: dict[str, Any] = {
+            "id": {"S": f"{{% {record_key} %}}"},
+            "kind": {"S": "token"},
+            "backend": {"S": "stepfunctions"},
+            "taskToken": {"S": "{% $states.context.Task.Token %}"},
+            "executionArn": {"S": "{% $states.context.Execution.Id %}"},
+            "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
+            "ttl": {"N": f"{{% {asl.epoch_after(timeout_seconds + int(TOKEN_RECORD_GRACE.to_seconds()))} %}}"},
+        }
+        if callback_secret_path:
+            secret = jsonata_path(callback_secret_path, "$states.input")
+            item["callbackSecretHash"] = {"S": f"{{% $lowercase($hash({secret}, 'SHA-256')) %}}"}
+        store_json: dict[str, Any] = {
+            "Type": "Task",
+            "QueryLanguage": "JSONata",
+            "Resource": asl.WAIT_RESOURCE,
+            "Arguments": {
+                "TableName": self._table.table_name,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(id)",
+            },
+            "TimeoutSeconds": timeout_seconds,
+            "Output": f"{{% {asl.result_output(result_path, '$states.result')} %}}",
+        }
+        if heartbeat is not None:
+            store_json["HeartbeatSeconds"] = int(heartbeat.to_seconds())
+        store = sfn.CustomState(scope, f"{id} store token", state_json=store_json)
+        claim = sfn.CustomState(
+            scope,
+            f"{id} claim early completion",
+            state_json={
+                "Type": "Task",
+                "QueryLanguage": "JSONata",
+                "Resource": asl.DDB_DELETE,
+                "Arguments": {
+                    "TableName": self._table.table_name,
+                    "Key": {"id": {"S": f"{{% {claim_key} %}}"}},
+                    "ConditionExpression": "#kind = :completion",
+                    "ExpressionAttributeNames": {"#kind": "kind"},
+                    "ExpressionAttributeValues": {":completion": {"S": "completion"}},
+                    "ReturnValues": "ALL_OLD",
+                },
+                "Output": f"{{% {{'input': {saved}, 'record': $states.result.Attributes}} %}}",
+            },
+        )
+        already = sfn.Fail(
+            scope,
+            f"{id} already awaited",
+            error=asl.ALREADY_AWAITED,
+            cause=f"Another wait step is already parked for this {namespace} job id",
+        )
+        early_result = sfn.Pass(
+            scope,
+            f"{id} early result",
+            query_language=sfn.QueryLanguage.JSONATA,
+            outputs="{% "
+            + asl.result_output(result_path, "$parse($states.input.record.output.S)", base="$states.input.input")
+            + " %}",
+        )
+        early_failure = sfn.Fail(
+            scope,
+            f"{id} early failure",
+            query_language=sfn.QueryLanguage.JSONATA,
+            error="{% $states.input.record.error.S %}",
+            cause="{% $states.input.record.cause.S %}",
+        )
+        succeeded = sfn.Choice(scope, f"{id} early completion succeeded?", query_language=sfn.QueryLanguage.JSONATA)
+        succeeded.when(
+            sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result
+        ).otherwise(early_failure)
+        store.add_catch(claim, errors=[asl.CONDITIONAL_CHECK_FAILED], assign={saved[1:]: "{% $states.input %}"})
+        claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
+        claim.next(succeeded)
+        wait = sfn.Parallel(
+            scope,
+            id,
+            comment=f"Waits for the completion event of a {namespace} job (CallbackPattern)",
+            output_path="$[0]",
+        )
+        wait.branch(store)
+        return wait
+
+    def grant_wait(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Lets a workflow run the wait step: PutItem (park its token) and DeleteItem (claim an
+        early completion, conditioned on ``kind = completion`` in the request) on this table."""
+        grant = self._table.grant(grantee, "dynamodb:PutItem", "dynamodb:DeleteItem")
+        if self._encryption_key:
+            self._encryption_key.grant_encrypt_decrypt(grantee)
+        return grant
+
+    # ------------------------------------------------------------------ callback URLs
+    def enable_callback_urls(self, id: str = "CallbackUrls", *, namespaces: Sequence[str], **kwargs: Any) -> Any:
+        """Opt-in HTTPS callbacks for third parties (``POST /callbacks/{namespace}/{jobId}``).
+
+        Builds ``CallbackUrls`` (see ``callback_urls.py``) with this pattern's table and event bus
+        and registers the callback-URL job source (one source for all ``namespaces``; the
+        namespace is read from each event). Waits then name one of ``namespaces`` as their source
+        and pass ``callback_secret_path`` for per-job secrets. Other keyword arguments go to
+        ``CallbackUrls``. Returns the ``CallbackUrls`` construct (``api``, ``function``, ``url``).
+        """
+        from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
+
+        if self._callback_urls is not None:
+            raise PropError(f"{type(self).__name__}.enable_callback_urls", ["callback URLs are already enabled"])
+        errors = PropErrors(f"{type(self).__name__}.enable_callback_urls")
+        source = JobSource.callback_url(namespaces=list(namespaces))
+        _check_sources(errors, [source], taken=self._taken_namespaces(), prop="namespaces")
+        errors.raise_if_any()
+        urls = CallbackUrls(
+            self, id, table=self._table, event_bus=self._event_bus, namespaces=list(namespaces), **kwargs
+        )
+        self._callback_urls = urls
+        self._register(source)
+        return urls
+
+    # ------------------------------------------------------------------ exposed resources
+    @property
+    def table(self) -> dynamodb.ITable:
+        """The token table (partition key ``id``, TTL attribute ``ttl``)."""
+        return self._table
+
+    @property
+    def resumer(self) -> sfn.StateMachine:
+        """The EXPRESS state machine that resumes waiting workflows."""
+        return self._resumer
+
+    @property
+    def rules(self) -> dict[str, events.Rule]:
+        """The EventBridge rule of each job source, by namespace."""
+        return dict(self._rules)
+
+    @property
+    def dead_letter_queue(self) -> sqs.IQueue:
+        """Where completion events go that could not start the resumer."""
+        return self._dead_letter_queue
+
+    @property
+    def alarms(self) -> list[cloudwatch.Alarm]:
+        """Resumer failures, resumer timeouts, dead-letter queue depth."""
+        return list(self._alarms)
+
+    @property
+    def event_bus(self) -> events.IEventBus:
+        """The bus the rules listen on."""
+        return self._event_bus
+
+    @property
+    def sources(self) -> list[JobSource]:
+        """The registered job sources."""
+        return list(self._sources)
+
+    @property
+    def callback_urls(self) -> Any:
+        """The ``CallbackUrls`` construct once :meth:`enable_callback_urls` ran, else ``None``."""
+        return self._callback_urls
+
+
+def _check_sources(errors: PropErrors, sources: list[JobSource], *, taken: set[str], prop: str) -> None:
+    seen = set(taken)
+    for index, source in enumerate(sources):
+        where = prop if prop != "sources" else f"sources[{index}]"
+        if not isinstance(source, JobSource):
+            errors.add(where, f"must be a JobSource, got {type(source).__name__}")
+            continue
+        for name, problem in source.problems(where):
+            errors.add(name, problem)
+        for namespace in {source.namespace, *source.namespaces}:
+            if namespace in seen:
+                errors.add(f"{where}.namespace", f"{namespace!r} is already registered: namespaces must be unique")
+            seen.add(namespace)
+
+
+def _variable_name(state_id: str) -> str:
+    """A workflow variable name for one wait step (letters, digits and underscores)."""
+    return "callbackWait_" + re.sub(r"[^A-Za-z0-9_]", "_", state_id)
+
+
+def _event_pattern(pattern: dict[str, Any]) -> events.EventPattern:
+    return events.EventPattern(
+        source=pattern.get("source"),
+        detail_type=pattern.get("detail-type"),
+        detail=pattern.get("detail"),
+        account=pattern.get("account"),
+        region=pattern.get("region"),
+        resources=pattern.get("resources"),
+        id=pattern.get("id"),
+        time=pattern.get("time"),
+        version=pattern.get("version"),
+    )

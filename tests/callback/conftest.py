@@ -1,0 +1,161 @@
+"""Shared fixtures of the callback tests: the test app is synthesized once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+#: Namespaces and job sources of the flow stack.
+PARTNER_PATTERN = {"source": ["com.example.partner"], "detail-type": ["Partner Job Finished"]}
+
+
+def build_flow_app() -> tuple[Any, dict[str, Any]]:
+    """A stack with a CallbackPattern (Translate and a partner source) and three small workflows
+    that start a job (a Pass state standing in for the service call), wait, and tag outputs."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_stepfunctions as sfn
+
+    from cdk_serverless_patterns import CallbackPattern, JobSource
+
+    app = cdk.App()
+    stack = cdk.Stack(app, "CallbackFlows")
+    translate = JobSource.translate_text_translation_job()
+    partner = JobSource(
+        namespace="partner",
+        event_pattern=PARTNER_PATTERN,
+        job_id_path="$.detail.id",
+        status_path="$.detail.state",
+        success_statuses=["DONE"],
+        failure_statuses=["ERROR"],
+        error_path="$.detail.code",
+        cause_path="$.detail.message",
+    )
+    pattern = CallbackPattern(stack, "Callback", sources=[translate])
+    pattern.add_job_source(partner)
+
+    def workflow(name: str, source: JobSource, timeout: cdk.Duration) -> sfn.StateMachine:
+        start = sfn.Pass(stack, f"{name} start job", parameters={"JobId.$": "$.jobId"}, result_path="$.started")
+        wait = pattern.wait_for_job(
+            f"{name} wait", source=source, job_id_path="$.started.JobId", timeout=timeout, result_path="$.job"
+        )
+        wait.add_catch(sfn.Pass(stack, f"{name} job failed"), errors=["States.ALL"], result_path="$.error")
+        tag = sfn.Pass(stack, f"{name} tag outputs", parameters={"tagged.$": "$.job"}, result_path="$.tags")
+        machine = sfn.StateMachine(
+            stack, name, definition_body=sfn.DefinitionBody.from_chainable(start.next(wait).next(tag))
+        )
+        pattern.grant_wait(machine)
+        return machine
+
+    workflow("TranslateFlow", translate, cdk.Duration.minutes(5))
+    workflow("PartnerFlow", partner, cdk.Duration.minutes(5))
+    workflow("ShortFlow", translate, cdk.Duration.seconds(2))
+    template = app.synth().get_stack_by_name("CallbackFlows").template
+    return app, template
+
+
+@pytest.fixture(scope="session")
+def flow_template() -> dict[str, Any]:
+    _, template = build_flow_app()
+    return template
+
+
+@pytest.fixture()
+def moto_flows(flow_template: dict[str, Any]) -> Iterator[Any]:
+    """The flow stack deployed into a fresh moto (with the local bridges), per test."""
+    import boto3
+    from moto import mock_aws
+
+    from cdk_serverless_patterns.local import moto_bridge
+
+    moto_bridge.install()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        session = boto3.Session(region_name="us-east-1")
+        deployment = moto_bridge.deploy_template(flow_template, session)
+        yield Flows(session, deployment, flow_template)
+
+
+class Flows:
+    """Handles to the deployed flow stack, with helpers that wait for moto's worker threads."""
+
+    def __init__(self, session: Any, deployment: Any, template: dict[str, Any]) -> None:
+        self.sfn = session.client("stepfunctions")
+        self.events = session.client("events")
+        self.dynamodb = session.client("dynamodb")
+        self.template = template
+        self.deployment = deployment
+        machine = "AWS::StepFunctions::StateMachine"
+        self.resumer = deployment.arn(deployment.find(template, machine, "CallbackResumer"))
+        self.table = deployment.ref(deployment.find(template, "AWS::DynamoDB::Table"))
+        self.workflows = {
+            name: deployment.arn(deployment.find(template, machine, name))
+            for name in ("TranslateFlow", "PartnerFlow", "ShortFlow")
+        }
+        self._count = 0
+
+    def start(self, workflow: str, job_id: str) -> str:
+        self._count += 1
+        return str(
+            self.sfn.start_execution(
+                stateMachineArn=self.workflows[workflow], name=f"run-{self._count}", input=f'{{"jobId": "{job_id}"}}'
+            )["executionArn"]
+        )
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        return {item["id"]["S"]: item for item in self.dynamodb.scan(TableName=self.table)["Items"]}
+
+    def wait_for_item(self, record_id: str, kind: str = "token", timeout: float = 10) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = self.items().get(record_id)
+            if item and item["kind"]["S"] == kind:
+                return item
+            time.sleep(0.02)
+        raise AssertionError(f"no {kind} record {record_id} after {timeout} s; table: {self.items()}")
+
+    def finish(self, execution_arn: str, timeout: float = 15) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                return dict(described)
+            time.sleep(0.02)
+        raise AssertionError(f"{execution_arn} still running after {timeout} s")
+
+    def put(self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None:
+        import json
+
+        entry: dict[str, Any] = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail)}
+        if resources:
+            entry["Resources"] = resources
+        result = self.events.put_events(Entries=[entry])
+        assert result["FailedEntryCount"] == 0, result
+
+    def translate_event(self, job_id: str, status: str) -> None:
+        self.put("aws.translate", "Translate TextTranslationJob State Change", {"jobId": job_id, "jobStatus": status})
+
+    def resumer_runs(self, expected: int, timeout: float = 15) -> list[dict[str, Any]]:
+        """The resumer's executions once ``expected`` of them finished, oldest first."""
+        import json
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.sfn.list_executions(stateMachineArn=self.resumer)["executions"]
+            finished = [r for r in runs if r["status"] != "RUNNING"]
+            if len(runs) >= expected and len(finished) == len(runs):
+                described = [self.sfn.describe_execution(executionArn=r["executionArn"]) for r in runs]
+                for run in described:
+                    run["result"] = json.loads(run["output"]) if run.get("output") else None
+                return sorted(described, key=lambda r: r["startDate"])
+            time.sleep(0.02)
+        raise AssertionError(f"the resumer did not finish {expected} runs in {timeout} s")
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        pages = self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        return [event for page in pages for event in page["events"]]

@@ -1,0 +1,226 @@
+"""The synthesized ASL, run for real in moto's Step Functions interpreter against moto DynamoDB.
+
+Events go in through EventBridge ``put_events``; the rule and its target come from the template
+(moto's own pattern matching and input transformer, started by the local bridge). Nothing here
+hand-writes ASL: the workflows and the resumer are the ones CDK synthesized.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_task_successes(flows: Any, execution_arn: str) -> int:
+    return sum(
+        1
+        for event in flows.history(execution_arn)
+        if event["type"] == "TaskSucceeded"
+        and event["taskSucceededEventDetails"]["resource"] == "putItem.waitForTaskToken"
+    )
+
+
+def test_job_succeeds_resumes_the_workflow_with_the_event_detail(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "job-1")
+    token = flows.wait_for_item("translate#job-1")
+    assert token["backend"]["S"] == "stepfunctions"
+    assert token["executionArn"]["S"] == execution
+    assert token["taskToken"]["S"]
+    # TTL: a Number, epoch seconds, after the wait's timeout (5 min) plus one day of grace.
+    ttl = int(token["ttl"]["N"])
+    assert time.time() + 300 + 86400 - 120 < ttl < time.time() + 300 + 86400 + 120
+
+    flows.translate_event("job-1", "COMPLETED")
+
+    result = flows.finish(execution)
+    assert result["status"] == "SUCCEEDED"
+    output = json.loads(result["output"])
+    assert output["job"] == {"jobId": "job-1", "jobStatus": "COMPLETED"}
+    assert output["tags"] == {"tagged": {"jobId": "job-1", "jobStatus": "COMPLETED"}}
+    [run] = flows.resumer_runs(1)
+    assert run["result"]["result"] == "RESUMED"
+    assert flows.items() == {}, "the resumer must delete the token record"
+
+
+def test_job_fails_resumes_with_error_and_cause_from_the_event(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("PartnerFlow", "p-7")
+    flows.wait_for_item("partner#p-7")
+    flows.put(
+        "com.example.partner", "Partner Job Finished", {"id": "p-7", "state": "ERROR", "code": "E42", "message": "disk"}
+    )
+    result = flows.finish(execution)
+    assert result["status"] == "SUCCEEDED", "the workflow's own Catch handles the job failure"
+    output = json.loads(result["output"])
+    assert output["error"] == {"Error": "E42", "Cause": "disk"}
+    assert "job" not in output
+    [run] = flows.resumer_runs(1)
+    assert run["result"] == {"result": "RESUMED", "id": "partner#p-7", "outcome": "FAILED"}
+    assert flows.items() == {}
+
+
+def test_failure_without_error_fields_uses_namespace_status_and_detail(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "job-f")
+    flows.wait_for_item("translate#job-f")
+    flows.translate_event("job-f", "FAILED")
+    output = json.loads(flows.finish(execution)["output"])
+    assert output["error"]["Error"] == "translate.FAILED"
+    assert json.loads(output["error"]["Cause"]) == {"jobId": "job-f", "jobStatus": "FAILED"}
+
+
+def test_non_terminal_status_is_filtered_by_the_rule(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "job-ip")
+    flows.wait_for_item("translate#job-ip")
+    flows.translate_event("job-ip", "IN_PROGRESS")
+    time.sleep(0.3)
+    assert flows.sfn.list_executions(stateMachineArn=flows.resumer)["executions"] == []
+    assert flows.sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
+    flows.translate_event("job-ip", "COMPLETED")
+    assert flows.finish(execution)["status"] == "SUCCEEDED"
+
+
+def test_duplicate_event_resumes_exactly_once(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "job-2")
+    flows.wait_for_item("translate#job-2")
+    flows.translate_event("job-2", "COMPLETED")
+    assert flows.finish(execution)["status"] == "SUCCEEDED"
+    flows.translate_event("job-2", "COMPLETED")
+    first, second = flows.resumer_runs(2)
+    assert first["result"]["result"] == "RESUMED"
+    # The waiter is gone and its record deleted: the duplicate is kept as a completion (with TTL)
+    # and resumes nothing.
+    assert second["status"] == "SUCCEEDED"
+    assert second["result"]["result"] == "RECORDED"
+    assert _wait_task_successes(flows, execution) == 1
+    assert flows.items()["translate#job-2"]["kind"]["S"] == "completion"
+
+
+def test_concurrent_duplicates_resume_exactly_once(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "job-3")
+    flows.wait_for_item("translate#job-3")
+    entry = {
+        "Source": "aws.translate",
+        "DetailType": "Translate TextTranslationJob State Change",
+        "Detail": json.dumps({"jobId": "job-3", "jobStatus": "COMPLETED"}),
+    }
+    flows.events.put_events(Entries=[entry, entry, entry])
+    assert flows.finish(execution)["status"] == "SUCCEEDED"
+    runs = flows.resumer_runs(3)
+    assert all(run["status"] == "SUCCEEDED" for run in runs), [run.get("error") for run in runs]
+    results = sorted(run["result"]["result"] for run in runs)
+    # One resumer claims the token and resumes; the others see the claim (DUPLICATE) or, once the
+    # record is gone, keep the event as a completion (RECORDED).
+    assert results.count("RESUMED") == 1, results
+    assert set(results) <= {"RESUMED", "DUPLICATE", "RECORDED"}, results
+    assert _wait_task_successes(flows, execution) == 1
+
+
+def test_event_before_token_the_workflow_proceeds_with_the_recorded_result(moto_flows: Any) -> None:
+    flows = moto_flows
+    flows.translate_event("fast-1", "COMPLETED")
+    [run] = flows.resumer_runs(1)
+    assert run["result"]["result"] == "RECORDED"
+    record = flows.items()["translate#fast-1"]
+    assert record["kind"]["S"] == "completion"
+    assert record["status"]["S"] == "SUCCEEDED"
+    assert int(record["ttl"]["N"]) > time.time()
+
+    execution = flows.start("TranslateFlow", "fast-1")
+    result = flows.finish(execution)
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"])["job"] == {"jobId": "fast-1", "jobStatus": "COMPLETED"}
+    assert flows.items() == {}, "the wait step claims (deletes) the completion record"
+
+
+def test_failure_before_token_fails_the_wait_with_the_recorded_error(moto_flows: Any) -> None:
+    flows = moto_flows
+    flows.put(
+        "com.example.partner",
+        "Partner Job Finished",
+        {"id": "fast-2", "state": "ERROR", "code": "E1", "message": "bad"},
+    )
+    flows.resumer_runs(1)
+    execution = flows.start("PartnerFlow", "fast-2")
+    output = json.loads(flows.finish(execution)["output"])
+    assert output["error"] == {"Error": "E1", "Cause": "bad"}
+
+
+def test_second_waiter_for_the_same_job_fails_clearly(moto_flows: Any) -> None:
+    flows = moto_flows
+    first = flows.start("TranslateFlow", "job-4")
+    flows.wait_for_item("translate#job-4")
+    second = flows.start("TranslateFlow", "job-4")
+    output = json.loads(flows.finish(second)["output"])
+    assert output["error"]["Error"] == "CallbackPattern.JobAlreadyAwaited"
+    flows.translate_event("job-4", "COMPLETED")
+    assert flows.finish(first)["status"] == "SUCCEEDED"
+
+
+def test_workflow_stopped_the_resumer_cleans_up_and_succeeds(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "job-5")
+    flows.wait_for_item("translate#job-5")
+    flows.sfn.stop_execution(executionArn=execution, error="Operator", cause="stopped in a test")
+    # Step Functions reports ABORTED; moto's interpreter, once the bridge closes the waiting task,
+    # ends the stopped execution as FAILED. Either way it did not resume.
+    assert flows.finish(execution)["status"] in {"ABORTED", "FAILED"}
+    assert _wait_task_successes(flows, execution) == 0
+    flows.translate_event("job-5", "COMPLETED")
+    [run] = flows.resumer_runs(1)
+    assert run["status"] == "SUCCEEDED"
+    assert run["result"]["result"] == "WAITER_GONE"
+    assert flows.items() == {}
+
+
+def test_token_expired_the_wait_times_out_and_a_late_event_is_absorbed(moto_flows: Any) -> None:
+    flows = moto_flows
+    execution = flows.start("ShortFlow", "job-6")
+    flows.wait_for_item("translate#job-6")
+    output = json.loads(flows.finish(execution, timeout=20)["output"])
+    assert output["error"]["Error"] == "States.Timeout"
+    flows.translate_event("job-6", "COMPLETED")
+    [run] = flows.resumer_runs(1)
+    assert run["status"] == "SUCCEEDED"
+    assert run["result"]["result"] == "WAITER_GONE"
+    assert flows.items() == {}
+
+
+def test_two_namespaces_with_the_same_job_id_never_collide(moto_flows: Any) -> None:
+    flows = moto_flows
+    translate_run = flows.start("TranslateFlow", "12345")
+    partner_run = flows.start("PartnerFlow", "12345")
+    flows.wait_for_item("translate#12345")
+    flows.wait_for_item("partner#12345")
+
+    flows.put("com.example.partner", "Partner Job Finished", {"id": "12345", "state": "DONE"})
+    assert json.loads(flows.finish(partner_run)["output"])["job"] == {"id": "12345", "state": "DONE"}
+    time.sleep(0.2)
+    assert flows.sfn.describe_execution(executionArn=translate_run)["status"] == "RUNNING"
+    assert set(flows.items()) == {"translate#12345"}
+
+    flows.translate_event("12345", "COMPLETED")
+    assert json.loads(flows.finish(translate_run)["output"])["job"]["jobStatus"] == "COMPLETED"
+    assert [run["result"]["result"] for run in flows.resumer_runs(2)] == ["RESUMED", "RESUMED"]
+    assert flows.items() == {}
+
+
+def test_ttl_bridge_expires_only_past_items(moto_flows: Any) -> None:
+    from cdk_serverless_patterns.local.moto_bridge import expire_items
+
+    flows = moto_flows
+    flows.translate_event("old", "COMPLETED")
+    flows.resumer_runs(1)
+    record = flows.items()["translate#old"]
+    assert expire_items(flows.dynamodb, flows.table) == []
+    assert expire_items(flows.dynamodb, flows.table, now=int(record["ttl"]["N"]) + 1) == ["translate#old"]
+    assert flows.items() == {}

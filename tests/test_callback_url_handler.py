@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -637,3 +639,43 @@ def test_lambda_entry_point_reads_its_configuration_from_the_environment(
 def test_misconfiguration_fails_loudly(env: dict[str, str], missing: str) -> None:
     with pytest.raises(RuntimeError, match=missing):
         cbh.Settings.from_environment(env)
+
+
+# --- the signature, as a property ---------------------------------------------------------------------
+
+
+def _offline_hmac_handler() -> Any:
+    """An HMAC handler with its key already cached: verifying a signature calls no AWS API."""
+    handler = cbh.CallbackUrlHandler(
+        settings=cbh.Settings(
+            table_name=TABLE,
+            event_bus_name=BUS,
+            namespaces=frozenset(NAMESPACES),
+            auth_mode="hmac",
+            hmac_secret_arn="x",
+        ),
+        dynamodb=None,
+        events=None,
+        secrets=None,
+        clock=lambda: NOW,
+    )
+    handler._hmac_key, handler._hmac_key_expires = HMAC_KEY.encode(), NOW + 3600
+    return handler
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.binary(max_size=300), flip=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
+def test_any_change_to_a_signed_body_breaks_the_signature(body: bytes, flip: int, bit: int) -> None:
+    handler = _offline_hmac_handler()
+    ts = str(int(NOW))
+    digest = hmac.new(HMAC_KEY.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    headers = {"x-signature": f"sha256={digest}", "x-timestamp": ts}
+    handler._verify_signature(headers, body)  # the genuine body verifies
+    if body:
+        tampered = bytearray(body)
+        tampered[flip % len(body)] ^= 1 << bit
+        with pytest.raises(cbh.Rejected) as rejected:
+            handler._verify_signature(headers, bytes(tampered))
+        assert rejected.value.status_code == 403
+    with pytest.raises(cbh.Rejected):
+        handler._verify_signature({**headers, "x-timestamp": str(int(NOW) + 1)}, body)  # timestamp is signed too

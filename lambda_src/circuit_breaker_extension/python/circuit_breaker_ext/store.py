@@ -1,0 +1,354 @@
+"""Circuit states cached over the state table: one GetItem per circuit and TTL, never a scan.
+
+- A lookup of a fresh entry never touches DynamoDB. A stale entry (older than the TTL) is read
+  again with GetItem under the entry's own lock, so concurrent lookups share one read.
+- When DynamoDB cannot be reached, a cached value is still served, flagged ``stale``; the next
+  read is tried after a short back-off, so an outage does not slow every lookup down.
+- Outcomes the function reports feed a sliding window per circuit; a window that says "trip"
+  moves a CLOSED (or HALF_OPEN) circuit to OPEN with a conditional UpdateItem on ``version``.
+
+boto3 is imported lazily (in a background thread right after registration), never on the
+start-up path: it costs about 250 ms.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .logs import log
+from .outcomes import OutcomeWindow
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+CLOSED = "CLOSED"
+OPEN = "OPEN"
+HALF_OPEN = "HALF_OPEN"
+FORCED_OPEN = "FORCED_OPEN"
+DISABLED = "DISABLED"
+UNKNOWN = "UNKNOWN"
+UPDATED_BY = "extension"
+#: After a failed read, serve the cached value this long before trying DynamoDB again.
+MAX_RETRY_BACKOFF_MS = 1000
+
+
+class StoreUnavailableError(RuntimeError):
+    """DynamoDB could not be read and nothing is cached for the circuit."""
+
+
+def _now_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+def _plain(attribute: dict[str, Any]) -> Any:
+    """One DynamoDB attribute value as a plain Python value (the types the table uses)."""
+    if "S" in attribute:
+        return attribute["S"]
+    if "N" in attribute:
+        text = attribute["N"]
+        return int(text) if text.lstrip("-").isdigit() else float(text)
+    if "BOOL" in attribute:
+        return bool(attribute["BOOL"])
+    if "NULL" in attribute:
+        return None
+    return None
+
+
+def _int(item: dict[str, Any], key: str, default: int = 0) -> int:
+    value = item.get(key)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+@dataclass
+class Entry:
+    circuit_id: str
+    item: dict[str, Any] | None = None  # None: no such circuit in the table (cached too)
+    fetched_at: float = 0.0  # monotonic ms of the last successful read; 0: never read
+    stale: bool = False  # the last read failed: the value is older than the TTL
+    retry_at: float = 0.0  # monotonic ms before which a failed read is not retried
+    error: str = ""
+    trials_version: int = -1  # the HALF_OPEN version that trials were counted for
+    trials_used: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def loaded(self) -> bool:
+        return self.fetched_at > 0
+
+    @property
+    def state(self) -> str:
+        if self.item is None:
+            return UNKNOWN
+        state = self.item.get("state")
+        return state if isinstance(state, str) else UNKNOWN
+
+    @property
+    def version(self) -> int:
+        return _int(self.item, "version") if self.item is not None else 0
+
+
+@dataclass(frozen=True)
+class Lookup:
+    circuit_id: str
+    state: str
+    version: int
+    cached: bool
+    age_ms: int
+    stale: bool
+    permitted: bool
+    found: bool
+
+    def as_json(self) -> dict[str, Any]:
+        if not self.found:
+            return {"circuitId": self.circuit_id, "state": UNKNOWN}
+        return {
+            "circuitId": self.circuit_id,
+            "state": self.state,
+            "version": self.version,
+            "cached": self.cached,
+            "ageMs": self.age_ms,
+            "stale": self.stale,
+            "permitted": self.permitted,
+        }
+
+
+class CircuitStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._entries: dict[str, Entry] = {}
+        self._windows: dict[str, OutcomeWindow] = {}
+        self._lock = threading.Lock()
+        self._client: DynamoDBClient | None = None
+        self._client_lock = threading.Lock()
+        self._trips: set[str] = set()  # circuits with a trip write under way
+        self.reads = 0  # GetItem calls made (for logs and tests)
+
+    # -- DynamoDB -------------------------------------------------------------------------
+    def client(self) -> DynamoDBClient:
+        """The DynamoDB client, created once (the first caller pays for importing boto3)."""
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                # Short timeouts and no retries in the lookup path: a slow DynamoDB must not make
+                # the breaker slow; the cached value is served and the read is tried again later.
+                config = Config(
+                    connect_timeout=0.5,
+                    read_timeout=1.0,
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    tcp_keepalive=True,
+                )
+                self._client = boto3.client("dynamodb", config=config)
+            return self._client
+
+    def _get_item(self, circuit_id: str) -> dict[str, Any] | None:
+        self.reads += 1
+        answer = self.client().get_item(TableName=self.settings.table, Key={"circuitId": {"S": circuit_id}})
+        raw = answer.get("Item")
+        if raw is None:
+            return None
+        return {key: _plain(dict(value)) for key, value in raw.items()}
+
+    # -- cache ------------------------------------------------------------------------------
+    def entry(self, circuit_id: str) -> Entry:
+        entry = self._entries.get(circuit_id)
+        if entry is None:
+            with self._lock:
+                entry = self._entries.setdefault(circuit_id, Entry(circuit_id))
+        return entry
+
+    def _fresh(self, entry: Entry, now: float) -> bool:
+        return entry.loaded and not entry.stale and now - entry.fetched_at < self.settings.cache_ttl_ms
+
+    def refresh(self, entry: Entry, *, force: bool = False) -> bool:
+        """Reads the entry again unless it is fresh (or in back-off); True if DynamoDB was read."""
+        with entry.lock:
+            now = _now_ms()
+            if not force and (self._fresh(entry, now) or (entry.loaded and now < entry.retry_at)):
+                return False
+            try:
+                item = self._get_item(entry.circuit_id)
+            except Exception as error:  # any SDK or network error: serve what we have
+                entry.error = f"{type(error).__name__}: {error}"
+                entry.retry_at = _now_ms() + min(self.settings.cache_ttl_ms, MAX_RETRY_BACKOFF_MS)
+                if entry.loaded:
+                    if not entry.stale:
+                        log(
+                            "WARNING",
+                            "DynamoDB unreachable, serving the cached state",
+                            circuitId=entry.circuit_id,
+                            error=entry.error,
+                        )
+                    entry.stale = True
+                    return True
+                raise StoreUnavailableError(entry.error) from error
+            self._store(entry, item)
+            return True
+
+    def _store(self, entry: Entry, item: dict[str, Any] | None) -> None:
+        entry.item = item
+        entry.fetched_at = _now_ms()
+        entry.stale = False
+        entry.error = ""
+        entry.retry_at = 0.0
+
+    def refresh_stale(self, circuit_ids: tuple[str, ...] = ()) -> int:
+        """Refreshes every stale entry (and the named circuits); returns how many were read."""
+        count = 0
+        ids = set(circuit_ids) | set(self._entries)
+        for circuit_id in sorted(ids):
+            try:
+                count += self.refresh(self.entry(circuit_id))
+            except StoreUnavailableError:
+                count += 1
+        return count
+
+    def lookup(self, circuit_id: str, *, acquire: bool = False) -> Lookup:
+        """The circuit's state, from the cache when fresh. Raises StoreUnavailableError."""
+        entry = self.entry(circuit_id)
+        read = self.refresh(entry)
+        with entry.lock:
+            state = entry.state
+            permitted = self._permitted(entry, acquire)
+            return Lookup(
+                circuit_id=circuit_id,
+                state=state,
+                version=entry.version,
+                cached=not read or entry.stale,
+                age_ms=int(_now_ms() - entry.fetched_at),
+                stale=entry.stale,
+                permitted=permitted,
+                found=entry.item is not None,
+            )
+
+    def _permitted(self, entry: Entry, acquire: bool) -> bool:
+        """Whether a call may go through; in HALF_OPEN a limited number of trials per version."""
+        state = entry.state
+        if state in (CLOSED, DISABLED):
+            return True
+        if state != HALF_OPEN or entry.item is None:
+            return False
+        version = entry.version
+        if entry.trials_version != version:
+            entry.trials_version, entry.trials_used = version, 0
+        limit = _int(entry.item, "halfOpenTrialsLeft") or _int(entry.item, "halfOpenTrials") or 1
+        if entry.trials_used >= limit:
+            return False
+        if acquire:
+            entry.trials_used += 1
+        return True
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def record(self, circuit_id: str, success: bool, duration_ms: float) -> bool:
+        """Adds one outcome; returns True when it calls for a trip (the caller schedules it)."""
+        entry = self.entry(circuit_id)
+        settings = self.settings
+        with self._lock:
+            window = self._windows.get(circuit_id)
+            if window is None:
+                window = self._windows[circuit_id] = OutcomeWindow(
+                    window_ms=settings.window_ms,
+                    min_calls=settings.min_calls,
+                    failure_rate=settings.failure_rate,
+                    slow_call_ms=settings.slow_call_ms,
+                )
+            verdict = window.add(_now_ms(), success, duration_ms)
+            state = entry.state
+            trial_failed = state == HALF_OPEN and not success
+            if not (verdict.trip and state == CLOSED) and not trial_failed:
+                return False
+            if circuit_id in self._trips:
+                return False
+            self._trips.add(circuit_id)
+            return True
+
+    def trip(self, circuit_id: str) -> bool:
+        """Moves the circuit to OPEN with a write conditional on the cached version."""
+        entry = self.entry(circuit_id)
+        try:
+            return self._trip(entry)
+        finally:
+            with self._lock:
+                self._trips.discard(circuit_id)
+
+    def _trip(self, entry: Entry) -> bool:
+        circuit_id = entry.circuit_id
+        for _ in range(3):
+            if not entry.loaded or entry.stale:
+                try:
+                    self.refresh(entry, force=True)
+                except StoreUnavailableError:
+                    return False
+            state, version = entry.state, entry.version
+            with self._lock:
+                window = self._windows.get(circuit_id)
+                verdict = window.verdict(_now_ms()) if window is not None else None
+            if state == HALF_OPEN:
+                reason = "a trial call failed in HALF_OPEN (reported by the function)"
+            elif state == CLOSED and verdict is not None and verdict.trip:
+                reason = verdict.describe(self.settings.window_ms) + " (reported by the function)"
+            else:
+                return False  # already OPEN, held by an operator, unknown, or the window recovered
+            now = int(time.time() * 1000)
+            try:
+                answer = self.client().update_item(
+                    TableName=self.settings.table,
+                    Key={"circuitId": {"S": circuit_id}},
+                    UpdateExpression=(
+                        "SET #state = :open, #version = :next, openedAt = :now, updatedAt = :now, "
+                        "#reason = :reason, updatedBy = :by, consecutiveSuccesses = :zero"
+                    ),
+                    ConditionExpression="#version = :expected AND #state = :current",
+                    ExpressionAttributeNames={"#state": "state", "#version": "version", "#reason": "reason"},
+                    ExpressionAttributeValues={
+                        ":open": {"S": OPEN},
+                        ":next": {"N": str(version + 1)},
+                        ":expected": {"N": str(version)},
+                        ":current": {"S": state},
+                        ":now": {"N": str(now)},
+                        ":reason": {"S": reason},
+                        ":by": {"S": UPDATED_BY},
+                        ":zero": {"N": "0"},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+            except Exception as error:
+                code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    log("INFO", "circuit changed under the trip, reading it again", circuitId=circuit_id)
+                    try:
+                        self.refresh(entry, force=True)
+                    except StoreUnavailableError:
+                        return False
+                    continue
+                log(
+                    "ERROR",
+                    "could not trip the circuit",
+                    circuitId=circuit_id,
+                    error=f"{type(error).__name__}: {error}",
+                )
+                return False
+            attributes = answer.get("Attributes", {})
+            with entry.lock:
+                self._store(entry, {key: _plain(dict(value)) for key, value in attributes.items()})
+            with self._lock:
+                if window is not None:
+                    window.reset()
+            log(
+                "INFO",
+                "circuit tripped",
+                circuitId=circuit_id,
+                fromState=state,
+                toState=OPEN,
+                version=version + 1,
+                reason=reason,
+            )
+            return True
+        return False

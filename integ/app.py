@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import aws_cdk as cdk
+from sample_callback import CallbackSampleStack
 
 STACK_PREFIX = "ServerlessPatterns"
 
@@ -22,6 +23,7 @@ def build_app(outdir: str | None = None) -> cdk.App:
     )
     core_stack = cdk.Stack(app, f"{STACK_PREFIX}Core", env=env, description="cdk-serverless-patterns: shared core")
     _core_resources(core_stack)
+    CallbackSampleStack(app, f"{STACK_PREFIX}Callback", env=env, description="cdk-serverless-patterns: callback sample")
     return app
 
 

@@ -149,7 +149,7 @@ class CallbackPattern(Construct):
             self._resumer, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"
         )
         if encryption_key:
-            encryption_key.grant_encrypt_decrypt(self._resumer)
+            _grant_key(encryption_key, self._resumer)
         self._resumer.add_to_role_policy(
             iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=["*"])
         )
@@ -464,7 +464,7 @@ class CallbackPattern(Construct):
         early completion, conditioned on ``kind = completion`` in the request) on this table."""
         grant = self._table.grant(grantee, "dynamodb:PutItem", "dynamodb:DeleteItem")
         if self._encryption_key:
-            self._encryption_key.grant_encrypt_decrypt(grantee)
+            _grant_key(self._encryption_key, grantee)
         return grant
 
     # ------------------------------------------------------------------ callback URLs
@@ -547,6 +547,11 @@ def _check_sources(errors: PropErrors, sources: list[JobSource], *, taken: set[s
             if namespace in seen:
                 errors.add(f"{where}.namespace", f"{namespace!r} is already registered: namespaces must be unique")
             seen.add(namespace)
+
+
+def _grant_key(key: kms.IKey, grantee: iam.IGrantable) -> None:
+    """What reading and writing items of a table under ``key`` needs, without wildcards."""
+    key.grant(grantee, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
 
 def _variable_name(state_id: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import json
 import os
 import platform
@@ -45,6 +46,8 @@ TOKEN_HEADER = "X-Circuit-Breaker-Token"
 
 if str(LAYER_PYTHON) not in sys.path:
     sys.path.insert(0, str(LAYER_PYTHON))
+#: The layer's function-side client, imported from python/ as a function (or a user's test) would.
+client_module = importlib.import_module("circuit_breaker_client")
 
 
 def free_port() -> int:

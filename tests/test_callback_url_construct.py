@@ -74,6 +74,7 @@ class Built:
             namespaces=["vendor"],
             auth="hmac",
             hmac_secret=self.hmac_key,
+            accept_early_callbacks=True,
             replay_window=cdk.Duration.minutes(2),
             max_body_size=4096,
             stage_name="live",
@@ -246,11 +247,12 @@ def test_handler_is_configured_by_environment_without_any_secret(built: Built) -
     env = props["Environment"]["Variables"]
     assert env["NAMESPACES"] == "translate,vendor"
     assert env["AUTH_MODE"] == "secret"
-    assert "HMAC_SECRET_ARN" not in env
+    assert "HMAC_SECRET_ARN" not in env and "ACCEPT_EARLY_CALLBACKS" not in env
 
     [configured] = resources(built, CONFIGURED, "AWS::Lambda::Function").values()
     env = configured["Properties"]["Environment"]["Variables"]
     assert (env["AUTH_MODE"], env["REPLAY_WINDOW_SECONDS"], env["MAX_BODY_BYTES"]) == ("hmac", "120", "4096")
+    assert env["ACCEPT_EARLY_CALLBACKS"] == "true"
     # the key's location, never the key: a Ref to the secret resource is its ARN
     [secret_id] = resources(built, CONFIGURED, "AWS::SecretsManager::Secret")
     assert env["HMAC_SECRET_ARN"] == {"Ref": secret_id}
@@ -270,6 +272,7 @@ def test_environment_the_construct_sets_is_what_the_handler_reads(built: Built) 
         settings = callback_url_handler.Settings.from_environment(env)
         assert settings.namespaces == frozenset(env["NAMESPACES"].split(","))
         assert settings.auth_mode == env["AUTH_MODE"]
+        assert settings.accept_early_callbacks == (env.get("ACCEPT_EARLY_CALLBACKS") == "true")
 
 
 def test_asset_holds_the_handler_module_and_nothing_else_of_the_repo(built: Built) -> None:
@@ -383,6 +386,7 @@ def test_every_problem_is_reported_in_one_error() -> None:
         ({"namespaces": [f"n{i}" for i in range(51)]}, "namespaces: at most 50"),
         ({"auth": "jwt"}, "auth: 'jwt' is not one of 'secret', 'hmac'"),
         ({"hmac_secret": "set"}, 'hmac_secret: is only used with auth="hmac"'),
+        ({"accept_early_callbacks": True}, 'accept_early_callbacks: needs auth="hmac"'),
         ({"replay_window": cdk.Duration.hours(2)}, "replay_window: must be between"),
         ({"max_body_size": 0}, "max_body_size:"),
         ({"allowed_source_cidrs": []}, "allowed_source_cidrs: must not be empty"),

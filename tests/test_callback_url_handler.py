@@ -403,6 +403,45 @@ def test_used_state_is_not_revealed_to_an_unauthenticated_caller(world: World) -
     assert make_handler(world).handle(event)["statusCode"] == 403
 
 
+# --- early callbacks (HMAC, opt-in): the third party is faster than the wait step ----------------------
+
+
+def test_signed_callback_before_the_token_is_published_when_early_callbacks_are_accepted(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({**OK_BODY, "jobId": "fast"})
+    status, body = answer(handler.handle(request("vendor", "fast", raw, headers)))
+    assert (status, body["early"]) == (202, True)
+    [event] = world.delivered()  # the resumer will record the completion for the wait step
+    assert (event["detail"]["jobId"], event["detail"]["status"]) == ("fast", "SUCCEEDED")
+    assert world.record("vendor", "fast") is None  # the handler itself writes nothing
+
+
+def test_early_callbacks_still_need_a_valid_signature(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({**OK_BODY, "jobId": "fast"}, key="forged")
+    assert handler.handle(request("vendor", "fast", raw, headers))["statusCode"] == 403
+    stale_raw, stale = signed({**OK_BODY, "jobId": "fast"}, timestamp=NOW - 3600)
+    assert handler.handle(request("vendor", "fast", stale_raw, stale))["statusCode"] == 401
+    assert world.delivered() == []
+
+
+def test_with_early_callbacks_a_parked_job_is_still_claimed_once(world: World) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    status, body = answer(handler.handle(request("vendor", "job-9", raw, headers)))
+    assert status == 202 and "early" not in body
+    assert handler.handle(request("vendor", "job-9", raw, headers))["statusCode"] == 409
+    assert len(world.delivered()) == 1
+
+
+def test_early_callbacks_are_never_enabled_in_secret_mode() -> None:
+    env = {"TABLE_NAME": "t", "EVENT_BUS_NAME": "b", "NAMESPACES": "a", "AUTH_MODE": "secret"}
+    assert not cbh.Settings.from_environment({**env, "ACCEPT_EARLY_CALLBACKS": "true"}).accept_early_callbacks
+    hmac_env = {**env, "AUTH_MODE": "hmac", "HMAC_SECRET_ARN": "arn", "ACCEPT_EARLY_CALLBACKS": "true"}
+    assert cbh.Settings.from_environment(hmac_env).accept_early_callbacks
+
+
 # --- unknown jobs and bad input ----------------------------------------------------------------------
 
 

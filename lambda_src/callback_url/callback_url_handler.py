@@ -26,7 +26,15 @@ signature, 404 unknown job, 409 already received, 503 the completion could not b
 Configuration (environment variables set by the ``CallbackUrls`` construct; no secret among them):
 ``TABLE_NAME``, ``EVENT_BUS_NAME``, ``NAMESPACES`` (comma-separated), ``AUTH_MODE`` (``secret`` or
 ``hmac``), ``HMAC_SECRET_ARN`` (hmac mode), ``REPLAY_WINDOW_SECONDS``, ``MAX_BODY_BYTES``,
-``HMAC_KEY_CACHE_SECONDS``.
+``HMAC_KEY_CACHE_SECONDS``, ``ACCEPT_EARLY_CALLBACKS``.
+
+Early callbacks (HMAC mode, opt-in with ``ACCEPT_EARLY_CALLBACKS=true``): a third party may call
+back before the workflow stored its token (the early-completion race). The signature proves the
+caller without a record, so such a callback is published anyway (202, ``"early": true``); the
+pattern's resumer records the completion and the wait step proceeds with it. A replay inside the
+window publishes the same signed body again, which the resumer treats as a duplicate event.
+Without the option, and always in secret mode (the secret's hash lives in the token record), a
+callback for a job with no record is answered 404 and changes nothing: the caller retries.
 
 Standard library and boto3 only (both are in the Lambda runtime).
 """
@@ -89,6 +97,7 @@ class Settings:
     replay_window_seconds: int = 300
     max_body_bytes: int = 131072
     hmac_key_cache_seconds: int = 300
+    accept_early_callbacks: bool = False
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +119,7 @@ class Settings:
             replay_window_seconds=int(env.get("REPLAY_WINDOW_SECONDS", "300")),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", "131072")),
             hmac_key_cache_seconds=int(env.get("HMAC_KEY_CACHE_SECONDS", "300")),
+            accept_early_callbacks=auth_mode == "hmac" and env.get("ACCEPT_EARLY_CALLBACKS", "") == "true",
         )
 
 
@@ -168,12 +178,15 @@ class CallbackUrlHandler:
             headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
             if self.settings.auth_mode == "hmac":
                 self._verify_signature(headers, raw_body)
-                record = self._record(namespace, job_id)
+                found = self._find(namespace, job_id)
+                if found is None and self.settings.accept_early_callbacks:
+                    return self._early(namespace, job_id, raw_body, log)
+                record = self._waiting(found, namespace, job_id)
             else:
                 presented = headers.get(SECRET_HEADER)
                 if not presented:
                     raise Rejected(401, "MissingCredentials", f"header {SECRET_HEADER!r} is required")
-                record = self._record(namespace, job_id)
+                record = self._waiting(self._find(namespace, job_id), namespace, job_id)
                 self._verify_secret(presented, record)
             self._still_waiting(record)
             callback = self._callback(raw_body, namespace, job_id)
@@ -331,16 +344,27 @@ class CallbackUrlHandler:
 
     # --- state -----------------------------------------------------------------------------------
 
-    def _record(self, namespace: str, job_id: str) -> dict[str, Any]:
-        item = self.dynamodb.get_item(
+    def _early(self, namespace: str, job_id: str, raw_body: bytes, log: Mapping[str, Any]) -> dict[str, Any]:
+        """A verified callback for a job whose waiter has not stored its token yet: publish it anyway."""
+        callback = self._callback(raw_body, namespace, job_id)
+        event_id = self._publish(namespace, job_id, callback)
+        logger.info("early callback accepted", extra={**log, "status": callback.status, "eventId": event_id})
+        return _response(
+            202, {"accepted": True, "early": True, "namespace": namespace, "jobId": job_id, "status": callback.status}
+        )
+
+    def _find(self, namespace: str, job_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.dynamodb.get_item(
             TableName=self.settings.table_name, Key={"id": {"S": f"{namespace}#{job_id}"}}, ConsistentRead=True
         ).get("Item")
-        if not item:
+        return item or None
+
+    @staticmethod
+    def _waiting(item: dict[str, Any] | None, namespace: str, job_id: str) -> dict[str, Any]:
+        """The job's record, or 404 (nothing about the record is revealed yet)."""
+        if not item or item.get("kind", {}).get("S") not in ("token", "completion"):
             raise Rejected(404, "UnknownJob", f"no job {job_id!r} is waiting in namespace {namespace!r}")
-        if item.get("kind", {}).get("S") not in ("token", "completion"):
-            raise Rejected(404, "UnknownJob", f"no job {job_id!r} is waiting in namespace {namespace!r}")
-        result: dict[str, Any] = item
-        return result
+        return item
 
     @staticmethod
     def _still_waiting(record: Mapping[str, Any]) -> None:

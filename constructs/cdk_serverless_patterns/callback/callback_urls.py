@@ -63,6 +63,10 @@ class CallbackUrls(Construct):
         hmac_secret: The Secrets Manager secret holding the HMAC key (its SecretString). Required
             with, and only allowed with, ``auth="hmac"``. The handler reads it at run time and
             caches it per execution environment; the key is never put in an environment variable.
+        accept_early_callbacks: ``auth="hmac"`` only. A signed callback for a job whose waiter has not
+            stored its token yet (the early-completion race) is published anyway; the pattern's
+            resumer records the completion and the wait proceeds with it. Default: False (such a
+            callback is answered 404 and the caller retries).
         replay_window: How far ``X-Timestamp`` may be from the handler's clock (``auth="hmac"``).
             Default: 5 minutes. Between 30 seconds and 1 hour.
         max_body_size: Largest accepted body, in bytes. Default: 128 KiB. At most 200 KiB (the
@@ -94,6 +98,7 @@ class CallbackUrls(Construct):
         namespaces: Sequence[str],
         auth: CallbackAuth = "secret",
         hmac_secret: secretsmanager.ISecret | None = None,
+        accept_early_callbacks: bool = False,
         replay_window: cdk.Duration = cdk.Duration.minutes(5),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         stage_name: str = "v1",
@@ -115,6 +120,7 @@ class CallbackUrls(Construct):
             namespaces=namespaces,
             auth=auth,
             hmac_secret=hmac_secret,
+            accept_early_callbacks=accept_early_callbacks,
             replay_window=replay_window,
             max_body_size=max_body_size,
             stage_name=stage_name,
@@ -144,6 +150,8 @@ class CallbackUrls(Construct):
         }
         if hmac_secret is not None:
             environment["HMAC_SECRET_ARN"] = hmac_secret.secret_arn  # where the key is, never the key
+        if accept_early_callbacks:
+            environment["ACCEPT_EARLY_CALLBACKS"] = "true"
         self._function = pattern_function(
             self,
             "Handler",
@@ -383,6 +391,7 @@ def _validate(
     namespaces: list[str],
     auth: str,
     hmac_secret: secretsmanager.ISecret | None,
+    accept_early_callbacks: bool,
     replay_window: cdk.Duration,
     max_body_size: int,
     stage_name: str,
@@ -416,6 +425,12 @@ def _validate(
             errors.require(
                 hmac_secret is None, "hmac_secret", 'is only used with auth="hmac" (per-job secrets need no key)'
             )
+    errors.require(
+        not accept_early_callbacks or auth == "hmac",
+        "accept_early_callbacks",
+        'needs auth="hmac": a per-job secret can only be checked against the token record, which an early '
+        "callback does not have yet",
+    )
     errors.duration_between(
         replay_window, "replay_window", minimum=cdk.Duration.seconds(30), maximum=cdk.Duration.hours(1)
     )

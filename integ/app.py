@@ -10,6 +10,7 @@ import os
 
 import aws_cdk as cdk
 from sample_callback import CallbackSampleStack
+from sample_circuit_breaker import add_circuit_breaker_stack
 
 STACK_PREFIX = "ServerlessPatterns"
 
@@ -23,6 +24,7 @@ def build_app(outdir: str | None = None) -> cdk.App:
     )
     core_stack = cdk.Stack(app, f"{STACK_PREFIX}Core", env=env, description="cdk-serverless-patterns: shared core")
     _core_resources(core_stack)
+    add_circuit_breaker_stack(app, env)
     CallbackSampleStack(app, f"{STACK_PREFIX}Callback", env=env, description="cdk-serverless-patterns: callback sample")
     return app
 

@@ -72,7 +72,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     env = cdk.Environment(account="123456789012", region="us-east-1")
 
     stack = cdk.Stack(app, "Breaker", env=env)
-    breaker = CircuitBreaker(stack, "Breaker", existing_layer=existing_layer(stack))
+    breaker = CircuitBreaker(stack, "Breaker")  # the layer is built from lambda_src/circuit_breaker_extension
     breaker.add_circuit("payments", health_check_url="https://payments.example.com/health")
     orders = user_function(stack, "Orders")
     breaker.protect(orders)  # every circuit, also the ones added below
@@ -122,6 +122,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         "queue": logical(breaker.dead_letter_queue),
         "orders": logical(orders),
         "refunds": logical(refunds),
+        "layer": str(stack.get_logical_id(breaker.layer.node.default_child)),
         "cmk_table": logical(cmk_breaker.table),
         "key": logical(key),
         "bus": str(cmk_stack.get_logical_id(bus.node.default_child)),
@@ -329,7 +330,7 @@ def test_custom_bus_and_key_reach_the_checker(built: Built) -> None:
 def test_protected_function_gets_layer_env_and_exactly_the_contract_iam(built: Built) -> None:
     raw = built.raw("Breaker")
     orders = raw["Resources"][built.ids["orders"]]["Properties"]
-    assert orders["Layers"] == [LAYER_ARN]
+    assert orders["Layers"] == [{"Ref": built.ids["layer"]}]
     env = orders["Environment"]["Variables"]
     assert set(env) == CONTRACT_ENV
     assert env == {
@@ -363,7 +364,26 @@ def test_protect_options_reach_the_environment(built: Built) -> None:
     assert env["CIRCUIT_BREAKER_MIN_CALLS"] == "4"
     assert env["CIRCUIT_BREAKER_WINDOW_MS"] == "30000"
     assert env["CIRCUIT_BREAKER_SLOW_CALL_MS"] == "1500"
-    assert refunds["Layers"] == [LAYER_ARN]
+    assert refunds["Layers"] == [{"Ref": built.ids["layer"]}]
+
+
+def test_extension_layer_is_built_from_the_extension_folder(built: Built) -> None:
+    layer = built.raw("Breaker")["Resources"][built.ids["layer"]]
+    assert layer["Type"] == "AWS::Lambda::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12", "python3.13", "python3.14"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64", "x86_64"]
+    asset_hash = layer["Properties"]["Content"]["S3Key"].removesuffix(".zip")
+    asset = built.assembly.outdir / f"asset.{asset_hash}"
+    assert (asset / "extensions" / "circuit-breaker").is_file(), "the extension executable sits at the layer's top"
+    assert (asset / "python" / "circuit_breaker_client.py").is_file(), "the client is importable from python/"
+    assert not list(asset.rglob("__pycache__")), "caches never ship in the layer"
+
+
+def test_an_existing_layer_is_used_as_given(built: Built) -> None:
+    raw = built.raw("Cmk")
+    assert resources_of(raw, "AWS::Lambda::LayerVersion") == {}
+    search = next(r for k, r in resources_of(raw, "AWS::Lambda::Function").items() if k.startswith("Search"))
+    assert search["Properties"]["Layers"] == [LAYER_ARN]
 
 
 def test_protected_function_with_a_cmk_may_use_the_key(built: Built) -> None:

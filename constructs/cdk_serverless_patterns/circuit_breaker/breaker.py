@@ -456,11 +456,12 @@ class CircuitBreaker(Construct):
                 Default: ``"fail_open"``: the breaker never takes down a healthy service.
             cache_ttl: How long the extension serves a state from its cache before reading it again.
                 Default: 2 seconds; 0 to 5 minutes.
-            failure_rate_threshold: Percentage of failed (or slow) calls in ``window`` that trips the
-                circuit from the function's own calls. Default: 50; above 0, at most 100.
-            minimum_calls: Calls in ``window`` before the failure rate counts. Default: 10; at least 1.
+            failure_rate_threshold: Percentage of failed calls, or of slow calls, in ``window`` at or
+                above which the extension trips the circuit to OPEN from the function's own calls.
+                Default: 50; above 0, at most 100.
+            minimum_calls: Calls in ``window`` before the rates count. Default: 10; at least 1.
             window: The sliding window of reported outcomes. Default: 60 seconds; 1 second to 1 hour.
-            slow_call_duration: A call slower than this counts as failed. Default: 5 seconds.
+            slow_call_duration: A call taking at least this long counts as slow. Default: 5 seconds.
         """
         errors = PropErrors(f"{type(self).__name__}.protect")
         runtime = getattr(function, "runtime", None)

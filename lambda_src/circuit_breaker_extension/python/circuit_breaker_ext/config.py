@@ -1,10 +1,16 @@
-"""The extension's settings, read once from the environment the construct sets (see the contract)."""
+"""The extension's settings, read once from the environment the construct sets (see the contract).
+
+Imported before the first ``event/next``, so it imports nothing beyond ``os`` (no dataclasses:
+they cost ~10 ms to import).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_PORT = 4243
 DEFAULT_CACHE_TTL_MS = 2000
@@ -18,17 +24,41 @@ class ConfigError(ValueError):
     """An environment variable has a value the extension cannot use."""
 
 
-@dataclass(frozen=True)
 class Settings:
-    table: str
-    port: int
-    cache_ttl_ms: int
-    circuits: tuple[str, ...]
-    failure_rate: float  # percentage of failed (or slow) calls that trips the circuit
-    min_calls: int
-    window_ms: int
-    slow_call_ms: int
-    token: str  # the function's AWS_SESSION_TOKEN: callers must present it
+    __slots__ = (
+        "cache_ttl_ms",
+        "circuits",
+        "failure_rate",
+        "min_calls",
+        "port",
+        "slow_call_ms",
+        "table",
+        "token",
+        "window_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        port: int = DEFAULT_PORT,
+        cache_ttl_ms: int = DEFAULT_CACHE_TTL_MS,
+        circuits: tuple[str, ...] = (),
+        failure_rate: float = DEFAULT_FAILURE_RATE,
+        min_calls: int = DEFAULT_MIN_CALLS,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        slow_call_ms: int = DEFAULT_SLOW_CALL_MS,
+        token: str = "",
+    ) -> None:
+        self.table = table
+        self.port = port
+        self.cache_ttl_ms = cache_ttl_ms
+        self.circuits = circuits
+        self.failure_rate = failure_rate  # percentage of failed (or slow) calls that trips the circuit
+        self.min_calls = min_calls
+        self.window_ms = window_ms
+        self.slow_call_ms = slow_call_ms
+        self.token = token  # the function's AWS_SESSION_TOKEN: callers must present it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -28,14 +28,32 @@ def request(
     address: str, method: str, path: str, headers: dict[str, str], body: bytes = b"", timeout: float | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 request; returns status, lower-cased headers and the body."""
+    return receive(send(address, method, path, headers, body, timeout), f"{method} {path}")
+
+
+def send(
+    address: str, method: str, path: str, headers: dict[str, str], body: bytes = b"", timeout: float | None = None
+) -> socket.socket:
+    """Sends one request and returns the connection to read its answer from (``receive``)."""
     host, port = _split_address(address)
     lines = [f"{method} {path} HTTP/1.1", f"Host: {address}", "Connection: close", f"Content-Length: {len(body)}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
         sock.settimeout(timeout)
+        sock.connect((host, port))
         sock.sendall(payload)
-        chunks: list[bytes] = []
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def receive(sock: socket.socket, what: str) -> tuple[int, dict[str, str], bytes]:
+    """Reads a whole answer (the server closes the connection after it) and closes the socket."""
+    chunks: list[bytes] = []
+    with sock:
         while True:
             chunk = sock.recv(65536)
             if not chunk:
@@ -44,11 +62,11 @@ def request(
     raw = b"".join(chunks)
     head, sep, rest = raw.partition(b"\r\n\r\n")
     if not sep:
-        raise ExtensionsApiError(f"{method} {path}: incomplete response from the Extensions API")
+        raise ExtensionsApiError(f"{what}: incomplete response from the Extensions API")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     parts = status_line.split(" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
-        raise ExtensionsApiError(f"{method} {path}: bad status line {status_line!r}")
+        raise ExtensionsApiError(f"{what}: bad status line {status_line!r}")
     response_headers: dict[str, str] = {}
     for line in header_lines:
         name, _, value = line.partition(":")
@@ -89,14 +107,26 @@ def register(address: str, name: str, events: tuple[str, ...] = ("INVOKE", "SHUT
     return extension_id
 
 
-def next_event(address: str, extension_id: str) -> bytes:
-    """Blocks until Lambda sends the next event (INVOKE or SHUTDOWN); returns its JSON body."""
-    status, _, body = request(
-        address, "GET", f"/{API_VERSION}/extension/event/next", {EXTENSION_ID_HEADER: extension_id}
-    )
+def send_next(address: str, extension_id: str) -> socket.socket:
+    """Asks for the next event; the answer (read with ``read_event``) comes when Lambda sends one.
+
+    Sending it tells Lambda this extension is ready; the caller may go on working (importing,
+    warming up) before it blocks in ``read_event``.
+    """
+    return send(address, "GET", f"/{API_VERSION}/extension/event/next", {EXTENSION_ID_HEADER: extension_id})
+
+
+def read_event(sock: socket.socket) -> bytes:
+    """Blocks until the event arrives (INVOKE or SHUTDOWN); returns its JSON body."""
+    status, _, body = receive(sock, "event/next")
     if status != 200:
         raise ExtensionsApiError(f"event/next answered {status}: {body[:200]!r}")
     return body
+
+
+def next_event(address: str, extension_id: str) -> bytes:
+    """Blocks until Lambda sends the next event (INVOKE or SHUTDOWN); returns its JSON body."""
+    return read_event(send_next(address, extension_id))
 
 
 def report_error(address: str, extension_id: str, phase: str, error_type: str, message: str) -> None:

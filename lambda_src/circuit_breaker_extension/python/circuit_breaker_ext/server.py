@@ -49,34 +49,27 @@ REASONS = {
 
 
 class LocalServer:
-    def __init__(self, settings: Settings, store: CircuitStore, schedule_trip: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: Settings, store: CircuitStore, schedule_trip: Callable[[str], None], listener: socket.socket
+    ) -> None:
+        """``listener``: a socket bound to 127.0.0.1:$CIRCUIT_BREAKER_PORT and listening."""
         self.settings = settings
         self.store = store
         self.schedule_trip = schedule_trip
         self._token = settings.token.encode()
-        self._socket: socket.socket | None = None
+        self._socket = listener
         self._connections = 0
         self._count_lock = threading.Lock()
         self._closed = False
-
-    def bind(self) -> None:
-        """Binds and listens (raises OSError when the port is taken)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.settings.port))
-        sock.listen(128)
-        self._socket = sock
 
     def start(self) -> None:
         threading.Thread(target=self._accept_loop, name="circuit-breaker-accept", daemon=True).start()
 
     def close(self) -> None:
         self._closed = True
-        if self._socket is not None:
-            self._socket.close()
+        self._socket.close()
 
     def _accept_loop(self) -> None:
-        assert self._socket is not None
         while not self._closed:
             try:
                 conn, _ = self._socket.accept()

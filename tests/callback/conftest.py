@@ -35,10 +35,24 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     pattern = CallbackPattern(stack, "Callback", sources=[translate])
     pattern.add_job_source(partner)
 
-    def workflow(name: str, source: JobSource, timeout: cdk.Duration) -> sfn.StateMachine:
-        start = sfn.Pass(stack, f"{name} start job", parameters={"JobId.$": "$.jobId"}, result_path="$.started")
+    pattern.enable_callback_urls(namespaces=["vendor"])
+
+    def workflow(
+        name: str, source: JobSource | str, timeout: cdk.Duration, secret_path: str | None = None
+    ) -> sfn.StateMachine:
+        start = sfn.Pass(
+            stack,
+            f"{name} start job",
+            parameters={"JobId.$": "$.jobId", "secret.$": "$.secret"} if secret_path else {"JobId.$": "$.jobId"},
+            result_path="$.started",
+        )
         wait = pattern.wait_for_job(
-            f"{name} wait", source=source, job_id_path="$.started.JobId", timeout=timeout, result_path="$.job"
+            f"{name} wait",
+            source=source,
+            job_id_path="$.started.JobId",
+            timeout=timeout,
+            result_path="$.job",
+            callback_secret_path=secret_path,
         )
         wait.add_catch(sfn.Pass(stack, f"{name} job failed"), errors=["States.ALL"], result_path="$.error")
         tag = sfn.Pass(stack, f"{name} tag outputs", parameters={"tagged.$": "$.job"}, result_path="$.tags")
@@ -51,6 +65,7 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     workflow("TranslateFlow", translate, cdk.Duration.minutes(5))
     workflow("PartnerFlow", partner, cdk.Duration.minutes(5))
     workflow("ShortFlow", translate, cdk.Duration.seconds(2))
+    workflow("UrlFlow", "vendor", cdk.Duration.minutes(5), secret_path="$.started.secret")
     template = app.synth().get_stack_by_name("CallbackFlows").template
     return app, template
 
@@ -90,15 +105,19 @@ class Flows:
         self.table = deployment.ref(deployment.find(template, "AWS::DynamoDB::Table"))
         self.workflows = {
             name: deployment.arn(deployment.find(template, machine, name))
-            for name in ("TranslateFlow", "PartnerFlow", "ShortFlow")
+            for name in ("TranslateFlow", "PartnerFlow", "ShortFlow", "UrlFlow")
         }
         self._count = 0
 
-    def start(self, workflow: str, job_id: str) -> str:
+    def start(self, workflow: str, job_id: str, **extra: str) -> str:
+        import json
+
         self._count += 1
         return str(
             self.sfn.start_execution(
-                stateMachineArn=self.workflows[workflow], name=f"run-{self._count}", input=f'{{"jobId": "{job_id}"}}'
+                stateMachineArn=self.workflows[workflow],
+                name=f"run-{self._count}",
+                input=json.dumps({"jobId": job_id, **extra}),
             )["executionArn"]
         )
 

@@ -224,3 +224,77 @@ def test_ttl_bridge_expires_only_past_items(moto_flows: Any) -> None:
     assert expire_items(flows.dynamodb, flows.table) == []
     assert expire_items(flows.dynamodb, flows.table, now=int(record["ttl"]["N"]) + 1) == ["translate#old"]
     assert flows.items() == {}
+
+
+def _callback_url_handler(flows: Any) -> Any:
+    """B's callback-URL handler (lambda_src/callback_url), in-process against the same moto."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src" / "callback_url"))
+    handler_module = importlib.import_module("callback_url_handler")
+    settings = handler_module.Settings(
+        table_name=flows.table, event_bus_name="default", namespaces=frozenset({"vendor"}), auth_mode="secret"
+    )
+    return handler_module.CallbackUrlHandler(
+        settings=settings, dynamodb=flows.dynamodb, events=flows.events, secrets=None
+    )
+
+
+def _callback(namespace: str, job_id: str, body: dict[str, Any], secret: str) -> dict[str, Any]:
+    return {
+        "resource": "/callbacks/{namespace}/{jobId}",
+        "httpMethod": "POST",
+        "headers": {"X-Callback-Secret": secret},
+        "pathParameters": {"namespace": namespace, "jobId": job_id},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def test_callback_url_resumes_through_the_same_path_and_rejects_forgeries(moto_flows: Any) -> None:
+    import hashlib
+
+    flows = moto_flows
+    secret = "s3cr3t-for-job-u1"
+    execution = flows.start("UrlFlow", "u1", secret=secret)
+    token = flows.wait_for_item("vendor#u1")
+    assert token["callbackSecretHash"]["S"] == hashlib.sha256(secret.encode()).hexdigest()
+    handler = _callback_url_handler(flows)
+    body = {"status": "SUCCEEDED", "output": {"pages": 3}}
+
+    forged = handler.handle(_callback("vendor", "u1", body, "not-the-secret"))
+    assert forged["statusCode"] == 403
+    time.sleep(0.3)
+    assert flows.sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
+
+    accepted = handler.handle(_callback("vendor", "u1", body, secret))
+    assert accepted["statusCode"] == 202
+    result = flows.finish(execution)
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"])["job"] == {"pages": 3}
+    [run] = flows.resumer_runs(1)
+    assert run["result"] == {"result": "RESUMED", "id": "vendor#u1", "outcome": "SUCCEEDED"}
+    assert flows.items() == {}
+
+
+def test_a_durable_record_without_the_durable_backend_fails_loudly(moto_flows: Any) -> None:
+    """The flow stack runs with durable_functions off: a durable waiter's record is not resumed
+    through a task-token API by mistake; the resumer fails (its alarm fires) and says why."""
+    flows = moto_flows
+    flows.dynamodb.put_item(
+        TableName=flows.table,
+        Item={
+            "id": {"S": "translate#d-1"},
+            "kind": {"S": "token"},
+            "backend": {"S": "durable"},
+            "callbackId": {"S": "cb-1"},
+            "createdAt": {"S": "2026-01-01T00:00:00Z"},
+            "ttl": {"N": str(int(time.time()) + 3600)},
+        },
+    )
+    flows.translate_event("d-1", "COMPLETED")
+    [run] = flows.resumer_runs(1)
+    assert run["status"] == "FAILED"
+    assert run["error"] == "CallbackPattern.UnsupportedRecord"

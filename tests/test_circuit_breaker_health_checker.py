@@ -108,8 +108,9 @@ class Clock:
         self.now += seconds
 
 
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def aws_resources() -> Iterator[dict[str, Any]]:
+    """moto started once for the module: the table, and a rule delivering circuit events to a queue."""
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         dynamodb.create_table(
@@ -125,6 +126,16 @@ def aws() -> Iterator[dict[str, Any]]:
         events.put_rule(Name="circuit-events", EventPattern=json.dumps({"source": [hc.EVENT_SOURCE]}))
         events.put_targets(Rule="circuit-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
         yield {"dynamodb": dynamodb, "events": events, "sqs": sqs, "queue_url": queue_url}
+
+
+@pytest.fixture
+def aws(aws_resources: dict[str, Any]) -> dict[str, Any]:
+    """A clean slate for each test: no circuit items, no undelivered events."""
+    dynamodb = aws_resources["dynamodb"]
+    for stored in dynamodb.scan(TableName=TABLE, ProjectionExpression="circuitId")["Items"]:
+        dynamodb.delete_item(TableName=TABLE, Key={"circuitId": stored["circuitId"]})
+    published(aws_resources)
+    return aws_resources
 
 
 def make_checker(aws: dict[str, Any], clock: Clock, lines: list[str] | None = None, **kwargs: Any) -> Any:
@@ -447,6 +458,60 @@ def test_racing_checkers_in_free_threads_never_lose_a_failure(aws: dict[str, Any
     stored = item(aws)
     assert stored["consecutiveFailures"] == workers * rounds
     assert stored["version"] == workers * rounds
+
+
+def test_a_failed_publish_is_logged_and_fails_the_invocation(
+    aws: dict[str, Any], downstream: Downstream, caplog: pytest.LogCaptureFixture
+):
+    downstream.status = 500
+    checker = make_checker(aws, Clock(), event_bus_name="no-such-bus")
+    with pytest.raises(aws["events"].exceptions.ResourceNotFoundException):
+        checker.check(config(downstream.url, failureThreshold=1))
+    assert item(aws)["state"] == "OPEN", "the transition itself is kept"
+    [record] = [r for r in caplog.records if r.getMessage() == "publishing circuit events failed"]
+    assert record.levelname == "ERROR" and record.circuit["circuitId"] == "payments"
+    assert record.circuit["state"] == "OPEN"
+
+
+def test_https_with_an_untrusted_certificate_is_a_failure(aws: dict[str, Any], tmp_path: Path):
+    """The probe verifies TLS: a service presenting a self-signed certificate is not healthy."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = Downstream()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    try:
+        url = server.url.replace("http://", "https://")
+        summary = make_checker(aws, Clock()).check(config(url, allowHttp=False, failureThreshold=1))
+    finally:
+        server.close()
+    assert summary["probe"]["healthy"] is False
+    assert "CERTIFICATE_VERIFY_FAILED" in summary["probe"]["error"]
+    assert summary["state"] == "OPEN"
 
 
 def test_bad_event_is_rejected_without_retry(monkeypatch: pytest.MonkeyPatch):

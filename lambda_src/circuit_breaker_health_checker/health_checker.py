@@ -439,7 +439,13 @@ class HealthChecker:
             }
             for transition in transitions
         ]
-        response = self.events.put_events(Entries=entries)
+        try:
+            response = self.events.put_events(Entries=entries)
+        except Exception as error:
+            # The state is written; the invocation fails so that the failure reaches the dead-letter
+            # queue and the Errors metric: a lost event is never silent.
+            self._log(logging.ERROR, "publishing circuit events failed", config, result, item=item, error=repr(error))
+            raise
         if response.get("FailedEntryCount", 0):
             failed = [e for e in response.get("Entries", []) if e.get("ErrorCode")]
             self._log(logging.ERROR, "EventBridge refused circuit events", config, result, item=item, failed=failed)

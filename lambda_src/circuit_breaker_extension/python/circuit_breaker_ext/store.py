@@ -173,6 +173,8 @@ class CircuitStore:
             now = _now_ms()
             if not force and (self._fresh(entry, now) or (entry.loaded and now < entry.retry_at)):
                 return False
+            if not force and not entry.loaded and now < entry.retry_at:
+                raise StoreUnavailableError(entry.error)  # nothing to serve, and DynamoDB just failed
             try:
                 item = self._get_item(entry.circuit_id)
             except Exception as error:  # any SDK or network error: serve what we have

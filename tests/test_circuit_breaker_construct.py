@@ -25,6 +25,7 @@ from cdk_serverless_patterns.testing import normalize_template
 from cdk_serverless_patterns.testing.checks import CheckedAssembly, format_table, synth_with_checks
 
 LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:circuit-breaker:7"
+EXISTING_TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/shared-circuits"
 CONTRACT_ENV = {
     "CIRCUIT_BREAKER_TABLE",
     "CIRCUIT_BREAKER_PORT",
@@ -109,9 +110,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         deletion_protection=False,
         event_bus=bus,
         metric_namespace="Shop/Circuits",
+        table_props={"table_class": cdk.aws_dynamodb.TableClass.STANDARD_INFREQUENT_ACCESS},
     )
     cmk_breaker.add_circuit("search", health_check_url="http://search.internal/health", allow_http=True)
     cmk_breaker.protect(user_function(cmk_stack, "Search"))
+
+    existing_stack = cdk.Stack(app, "Existing", env=env)
+    existing_breaker = CircuitBreaker(
+        existing_stack,
+        "Breaker",
+        existing_layer=existing_layer(existing_stack),
+        existing_table=cdk.aws_dynamodb.Table.from_table_arn(existing_stack, "Table", EXISTING_TABLE_ARN),
+    )
+    existing_breaker.add_circuit("ledger", health_check_url="https://ledger.example.com/health")
+    existing_breaker.protect(user_function(existing_stack, "Ledger"))
 
     def logical(construct: Any) -> str:
         return str(construct.stack.get_logical_id(construct.node.default_child))
@@ -384,6 +396,24 @@ def test_an_existing_layer_is_used_as_given(built: Built) -> None:
     assert resources_of(raw, "AWS::Lambda::LayerVersion") == {}
     search = next(r for k, r in resources_of(raw, "AWS::Lambda::Function").items() if k.startswith("Search"))
     assert search["Properties"]["Layers"] == [LAYER_ARN]
+
+
+def test_an_existing_table_is_used_and_scoped_to(built: Built) -> None:
+    raw = built.raw("Existing")
+    assert resources_of(raw, "AWS::DynamoDB::Table") == {}
+    ledger = next(r for k, r in resources_of(raw, "AWS::Lambda::Function").items() if k.startswith("Ledger"))
+    assert ledger["Properties"]["Environment"]["Variables"]["CIRCUIT_BREAKER_TABLE"] == "shared-circuits"
+    for role in (ledger["Properties"]["Role"]["Fn::GetAtt"][0], "BreakerHealthCheckerRole"):
+        dynamodb_statements = [
+            s for s in policy_statements_of_role(raw, role) if "dynamodb:GetItem" in json.dumps(s["Action"])
+        ]
+        assert [s["Resource"] for s in dynamodb_statements] == [EXISTING_TABLE_ARN], role
+
+
+def test_table_props_merge_over_the_defaults(built: Built) -> None:
+    table = built.raw("Cmk")["Resources"][built.ids["cmk_table"]]["Properties"]
+    assert table["TableClass"] == "STANDARD_INFREQUENT_ACCESS"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
 def test_protected_function_with_a_cmk_may_use_the_key(built: Built) -> None:

@@ -153,3 +153,15 @@ def test_demo_lists_every_stack_of_the_sample_app_with_its_resources(
         resources = template["Resources"]
         assert isinstance(resources, dict)
         assert f"{name}: {len(resources)} resources" in out
+
+
+def test_package_and_command_start_without_loading_the_cdk() -> None:
+    probe = (
+        "import sys, cdk_serverless_patterns as p, cdk_serverless_patterns.toolkit.cli; "
+        "assert 'aws_cdk' not in sys.modules, 'aws_cdk imported eagerly'; "
+        "assert set(p.__all__) == {*p._EXPORTS, '__version__'}, 'public names out of step'; "
+        "print(p.CircuitBreaker.__module__); assert 'aws_cdk' in sys.modules"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("cdk_serverless_patterns.circuit_breaker")

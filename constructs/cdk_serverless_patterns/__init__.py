@@ -1,12 +1,42 @@
 """cdk-serverless-patterns: AWS CDK L3 constructs for four serverless patterns.
 
-The public API is what this module exports; everything else is internal.
+The public API is what this module exports; everything else is internal. The constructs load on
+first use (PEP 562), so that ``import cdk_serverless_patterns`` and the ``serverless-patterns``
+command start without the CDK (its import costs seconds and needs Node).
 """
 
-from cdk_serverless_patterns.callback import CallbackPattern, JobSource
-from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
-from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Public name -> module that defines it. A new export goes here, in the TYPE_CHECKING block and in __all__.
+_EXPORTS = {
+    "CallbackPattern": "cdk_serverless_patterns.callback",
+    "JobSource": "cdk_serverless_patterns.callback",
+    "CallbackUrls": "cdk_serverless_patterns.callback.callback_urls",
+    "Circuit": "cdk_serverless_patterns.circuit_breaker",
+    "CircuitBreaker": "cdk_serverless_patterns.circuit_breaker",
+}
+
+if TYPE_CHECKING:
+    from cdk_serverless_patterns.callback import CallbackPattern, JobSource
+    from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
+    from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker
+
 __all__ = ["CallbackPattern", "CallbackUrls", "Circuit", "CircuitBreaker", "JobSource", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cdk_serverless_patterns' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -117,7 +117,9 @@ class CircuitBreaker(Construct):
         deletion_protection: DynamoDB deletion protection on the state table. Default: True.
         removal_policy: What happens to the table when it leaves the stack. Default: RETAIN.
         existing_table: Use this table (partition key ``circuitId`` of type String) instead of
-            creating one; excludes ``encryption_key`` and ``table_props``.
+            creating one; excludes ``encryption_key`` and ``table_props``, and ``deletion_protection``
+            and ``removal_policy`` do not apply to it. If it is encrypted with a customer-managed
+            key, grant the health checker and protected functions that key yourself.
         table_props: Extra ``dynamodb.Table`` properties merged over the defaults (not the key
             schema). Default: none.
         existing_layer: Use this layer version as the extension layer instead of building it from

@@ -46,6 +46,9 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
             parameters={"JobId.$": "$.jobId", "secret.$": "$.secret"} if secret_path else {"JobId.$": "$.jobId"},
             result_path="$.started",
         )
+        # Stands in for the time between the service accepting the job and the wait step: a test
+        # delivers the job's completion event in it (the early-completion race).
+        gap = sfn.Wait(stack, f"{name} job running", time=sfn.WaitTime.seconds_path("$.gapSeconds"))
         wait = pattern.wait_for_job(
             f"{name} wait",
             source=source,
@@ -57,7 +60,7 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
         wait.add_catch(sfn.Pass(stack, f"{name} job failed"), errors=["States.ALL"], result_path="$.error")
         tag = sfn.Pass(stack, f"{name} tag outputs", parameters={"tagged.$": "$.job"}, result_path="$.tags")
         machine = sfn.StateMachine(
-            stack, name, definition_body=sfn.DefinitionBody.from_chainable(start.next(wait).next(tag))
+            stack, name, definition_body=sfn.DefinitionBody.from_chainable(start.next(gap).next(wait).next(tag))
         )
         pattern.grant_wait(machine)
         return machine
@@ -109,7 +112,7 @@ class Flows:
         }
         self._count = 0
 
-    def start(self, workflow: str, job_id: str, **extra: str) -> str:
+    def start(self, workflow: str, job_id: str, gap_seconds: int = 0, **extra: str) -> str:
         import json
 
         self._count += 1
@@ -117,7 +120,7 @@ class Flows:
             self.sfn.start_execution(
                 stateMachineArn=self.workflows[workflow],
                 name=f"run-{self._count}",
-                input=json.dumps({"jobId": job_id, **extra}),
+                input=json.dumps({"jobId": job_id, "gapSeconds": gap_seconds, **extra}),
             )["executionArn"]
         )
 

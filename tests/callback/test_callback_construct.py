@@ -179,6 +179,7 @@ def test_wait_step_is_the_aws_sdk_put_item_with_callback(defaults: Any) -> None:
     assert item["taskToken"] == {"S": "{% $states.context.Task.Token %}"}
     assert item["executionArn"] == {"S": "{% $states.context.Execution.Id %}"}
     assert item["createdAt"] == {"S": "{% $states.context.State.EnteredTime %}"}
+    assert item["executionStartedAt"] == {"S": "{% $states.context.Execution.StartTime %}"}
     # TTL = entered time + timeout (1 h) + one day of grace, as a Number.
     assert item["ttl"] == {"N": "{% $string($floor($toMillis($states.context.State.EnteredTime) / 1000) + 90000) %}"}
     assert [c["ErrorEquals"] for c in store["Catch"]] == [["DynamoDb.ConditionalCheckFailedException"]]

@@ -127,6 +127,9 @@ def test_concurrent_duplicates_resume_exactly_once(moto_flows: Any) -> None:
 
 def test_event_before_token_the_workflow_proceeds_with_the_recorded_result(moto_flows: Any) -> None:
     flows = moto_flows
+    # The job finishes while the workflow is between starting it and its wait step.
+    execution = flows.start("TranslateFlow", "fast-1", gap_seconds=2)
+    time.sleep(0.3)
     flows.translate_event("fast-1", "COMPLETED")
     [run] = flows.resumer_runs(1)
     assert run["result"]["result"] == "RECORDED"
@@ -134,25 +137,77 @@ def test_event_before_token_the_workflow_proceeds_with_the_recorded_result(moto_
     assert record["kind"]["S"] == "completion"
     assert record["status"]["S"] == "SUCCEEDED"
     assert int(record["ttl"]["N"]) > time.time()
+    assert flows.sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
 
-    execution = flows.start("TranslateFlow", "fast-1")
     result = flows.finish(execution)
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"])["job"] == {"jobId": "fast-1", "jobStatus": "COMPLETED"}
+    assert _wait_task_successes(flows, execution) == 0, "it never parked: it took the recorded result"
     assert flows.items() == {}, "the wait step claims (deletes) the completion record"
 
 
 def test_failure_before_token_fails_the_wait_with_the_recorded_error(moto_flows: Any) -> None:
     flows = moto_flows
+    execution = flows.start("PartnerFlow", "fast-2", gap_seconds=2)
+    time.sleep(0.3)
     flows.put(
         "com.example.partner",
         "Partner Job Finished",
         {"id": "fast-2", "state": "ERROR", "code": "E1", "message": "bad"},
     )
     flows.resumer_runs(1)
-    execution = flows.start("PartnerFlow", "fast-2")
     output = json.loads(flows.finish(execution)["output"])
     assert output["error"] == {"Error": "E1", "Cause": "bad"}
+
+
+def test_a_completion_older_than_the_execution_is_not_taken_for_its_job(moto_flows: Any) -> None:
+    """A reused job id (a DMS task ARN): a late duplicate of an earlier run's event was recorded
+    before this execution started. The wait drops it, parks, and waits for its own job."""
+    import datetime
+
+    flows = moto_flows
+    earlier = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(minutes=10)
+    flows.events.put_events(
+        Entries=[
+            {
+                "Time": earlier,
+                "Source": "aws.translate",
+                "DetailType": "Translate TextTranslationJob State Change",
+                "Detail": json.dumps({"jobId": "reused", "jobStatus": "FAILED"}),
+            }
+        ]
+    )
+    assert flows.resumer_runs(1)[0]["result"]["result"] == "RECORDED"
+    execution = flows.start("TranslateFlow", "reused")
+    token = flows.wait_for_item("translate#reused", kind="token")
+    assert token["executionArn"]["S"] == execution
+    flows.translate_event("reused", "COMPLETED")
+    result = flows.finish(execution)
+    assert json.loads(result["output"])["job"]["jobStatus"] == "COMPLETED"
+
+
+def test_an_event_older_than_the_waiting_execution_does_not_resume_it(moto_flows: Any) -> None:
+    import datetime
+
+    flows = moto_flows
+    execution = flows.start("TranslateFlow", "reused-2")
+    flows.wait_for_item("translate#reused-2")
+    earlier = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(minutes=10)
+    flows.events.put_events(
+        Entries=[
+            {
+                "Time": earlier,
+                "Source": "aws.translate",
+                "DetailType": "Translate TextTranslationJob State Change",
+                "Detail": json.dumps({"jobId": "reused-2", "jobStatus": "FAILED"}),
+            }
+        ]
+    )
+    [run] = flows.resumer_runs(1)
+    assert run["result"]["result"] == "STALE"
+    assert flows.sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
+    flows.translate_event("reused-2", "COMPLETED")
+    assert json.loads(flows.finish(execution)["output"])["job"]["jobStatus"] == "COMPLETED"
 
 
 def test_second_waiter_for_the_same_job_fails_clearly(moto_flows: Any) -> None:

@@ -94,10 +94,21 @@ def _source_expression(source: JobSource) -> str:
 
 def normalize_expression(sources: Sequence[JobSource]) -> str:
     """JSONata of the resumer's first state: the rule target's ``{"source", "event"}`` input
-    becomes ``{"job": {id, namespace, jobId, status, outcome, outputJson, error, cause}}``."""
+    becomes ``{"job": {id, namespace, jobId, status, outcome, outputJson, error, cause,
+    eventMillis, eventTime}}``."""
     branches = "".join(f"$s = {_quote(source.namespace)} ? {_source_expression(source)} : " for source in sources)
     ignored = "{'id': '', 'outcome': 'IGNORED', 'status': 'UNKNOWN_SOURCE'}"
-    return f"{{% ($e := $states.input.event; $s := $states.input.source; {{'job': {branches}{ignored}}}) %}}"
+    # When the job finished: the event's own time (ISO 8601 from EventBridge; a number of seconds
+    # from some emulators), used to tell a job's event from an older one with the same job id.
+    when = (
+        "$t := $e.time; "
+        "$ms := $type($t) = 'number' ? $round($t * 1000) : ($type($t) = 'string' ? $toMillis($t) : -1); "
+        "$when := {'eventMillis': $ms, 'eventTime': $ms >= 0 ? $fromMillis($ms) : ''}; "
+    )
+    return (
+        "{% ($e := $states.input.event; $s := $states.input.source; "
+        f"{when}{{'job': $merge([{branches}{ignored}, $when])}}) %}}"
+    )
 
 
 def resumer_definition(
@@ -105,7 +116,7 @@ def resumer_definition(
 ) -> dict[str, Any]:
     """The resumer state machine: one completion event in, exactly one resume (or a recorded
     completion) out. Its result says what it did: ``RESUMED``, ``WAITER_GONE``, ``RECORDED``,
-    ``DUPLICATE`` or ``IGNORED``."""
+    ``DUPLICATE``, ``STALE`` (an event older than the waiting execution) or ``IGNORED``."""
     key = {"id": {"S": "{% $states.input.job.id %}"}}
     keep_job = "{% {'job': $states.input.job, 'record': $states.input.record} %}"
 
@@ -166,6 +177,14 @@ def resumer_definition(
             "Type": "Choice",
             "Choices": [
                 {"Condition": "{% $not($exists($states.input.record)) %}", "Next": "Record completion"},
+                # A job id that is reused (a DMS task ARN): an event from before the waiting
+                # execution started belongs to an earlier run (a late duplicate), not to its job.
+                {
+                    "Condition": "{% $states.input.record.kind.S = 'token' and "
+                    "$exists($states.input.record.executionStartedAt.S) and $states.input.job.eventMillis >= 0 and "
+                    "$states.input.job.eventMillis < $toMillis($states.input.record.executionStartedAt.S) %}",
+                    "Next": "Event older than the waiter",
+                },
                 *claim_choices,
             ],
             "Default": "Unsupported record",
@@ -199,6 +218,7 @@ def resumer_definition(
             "Cause": "The token record names a backend this resumer does not serve (durable_functions is off?)",
         },
         "Duplicate event": done("DUPLICATE"),
+        "Event older than the waiter": done("STALE"),
         "Send task success": {
             "Type": "Task",
             "Resource": SFN_SUCCESS,
@@ -259,6 +279,7 @@ def resumer_definition(
                     "error": {"S": "{% $states.input.job.error %}"},
                     "cause": {"S": "{% $states.input.job.cause %}"},
                     "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
+                    "eventTime": {"S": "{% $states.input.job.eventTime %}"},
                     "ttl": {"N": f"{{% {epoch_after(completion_ttl_seconds)} %}}"},
                 },
                 "ConditionExpression": "attribute_not_exists(id)",

@@ -384,6 +384,7 @@ class CallbackPattern(Construct):
             "taskToken": {"S": "{% $states.context.Task.Token %}"},
             "executionArn": {"S": "{% $states.context.Execution.Id %}"},
             "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
+            "executionStartedAt": {"S": "{% $states.context.Execution.StartTime %}"},
             "ttl": {"N": f"{{% {asl.epoch_after(timeout_seconds + int(TOKEN_RECORD_GRACE.to_seconds()))} %}}"},
         }
         if callback_secret_path:
@@ -443,10 +444,24 @@ class CallbackPattern(Construct):
             error="{% $states.input.record.error.S %}",
             cause="{% $states.input.record.cause.S %}",
         )
+        # A completion from before this execution started belongs to an earlier run of a reused job
+        # id (a late duplicate event): drop it and park the token as if it were not there.
+        stale = sfn.Pass(
+            scope,
+            f"{id} drop stale completion",
+            query_language=sfn.QueryLanguage.JSONATA,
+            outputs="{% $states.input.input %}",
+        )
         succeeded = sfn.Choice(scope, f"{id} early completion succeeded?", query_language=sfn.QueryLanguage.JSONATA)
         succeeded.when(
-            sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result
-        ).otherwise(early_failure)
+            sfn.Condition.jsonata(
+                "{% $exists($states.input.record.eventTime.S) and $states.input.record.eventTime.S != '' and "
+                "$toMillis($states.input.record.eventTime.S) < $toMillis($states.context.Execution.StartTime) %}"
+            ),
+            stale.next(store),
+        ).when(sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result).otherwise(
+            early_failure
+        )
         store.add_catch(claim, errors=[asl.CONDITIONAL_CHECK_FAILED], assign={saved[1:]: "{% $states.input %}"})
         claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
         claim.next(succeeded)

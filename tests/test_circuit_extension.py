@@ -8,9 +8,12 @@ the function to drive INVOKE events; SIGTERM to the emulator sends SHUTDOWN.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import urllib.error
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ from test_circuit_extension_harness import (
 
 pytestmark = pytest.mark.slow
 
-TTL_MS = 600
+TTL_MS = 1500  # long enough that a loaded machine cannot outrun it between two lookups
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +96,29 @@ def test_invoke_refreshes_stale_prefetched_circuits(env: LambdaEnvironment, moto
     assert wait_for(lambda: MotoServer.get_item_calls - before >= 2)  # both prefetched circuits, re-read
     status, body = env.ask("GET", "/circuits/inventory")
     assert (status, body["state"], body["cached"], body["permitted"]) == (200, "FORCED_OPEN", True, False)
+
+
+def test_concurrent_callers_share_one_read(env: LambdaEnvironment, moto: MotoServer) -> None:
+    """Eight connections at once (a thread each on the extension's side): all answered, one GetItem."""
+    moto.put_circuit("concurrent", "CLOSED", 3)
+    before = MotoServer.get_item_calls
+    barrier = threading.Barrier(8)
+
+    def caller() -> set[tuple[int, str]]:
+        conn = env.connection()
+        barrier.wait()
+        try:
+            return {
+                (status, body["state"])
+                for status, body in (env.ask("GET", "/circuits/concurrent", conn=conn) for _ in range(25))
+            }
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = set().union(*pool.map(lambda _: caller(), range(8)))
+    assert answers == {(200, "CLOSED")}
+    assert MotoServer.get_item_calls - before == 1
 
 
 def test_the_port_refuses_callers_without_the_functions_token(env: LambdaEnvironment) -> None:
@@ -235,6 +261,19 @@ def test_bad_configuration_is_reported_as_an_init_error(tmp_path: Path, moto: Mo
         log = env.log()
         assert "Extension.ConfigError" in log
         assert "CIRCUIT_BREAKER_TABLE is not set" in log and "CIRCUIT_BREAKER_CACHE_TTL_MS='soon'" in log
+
+
+def test_a_taken_port_is_reported_as_an_init_error(tmp_path: Path, moto: MotoServer) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        with lambda_environment(tmp_path, moto, CIRCUIT_BREAKER_PORT=str(port)) as env:
+            with pytest.raises(urllib.error.HTTPError) as failed:
+                env.invoke({"circuits": []})
+            assert failed.value.code == 502
+            assert "Extension.PortUnavailable" in env.log()
+            assert f"cannot listen on 127.0.0.1:{port}" in env.log()
 
 
 # -- the pure parts, in process --------------------------------------------------------------

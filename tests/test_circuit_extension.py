@@ -310,3 +310,27 @@ def test_outcome_window_slides_and_needs_the_minimum_number_of_calls() -> None:
     assert (verdict.calls, verdict.slow, verdict.trip) == (6, 3, True)
     window.reset()
     assert window.verdict(1019) == type(verdict)(calls=0, failures=0, slow=0, trip=False)
+
+
+def test_a_new_state_starts_a_new_outcome_window(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache over moto in process (TTL 0: every lookup reads): failures from before an OPEN
+    period do not count once the circuit is CLOSED again, and calls while OPEN are not counted."""
+    from circuit_breaker_ext.config import Settings
+    from circuit_breaker_ext.store import CircuitStore
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint)
+    settings = Settings(table=moto.table, cache_ttl_ms=0, min_calls=4, failure_rate=50, window_ms=60_000)
+    store = CircuitStore(settings)
+    moto.put_circuit("recovering", "CLOSED", 1)
+    assert store.lookup("recovering").state == "CLOSED"
+    assert [store.record("recovering", False, 1) for _ in range(3)] == [False] * 3
+    moto.put_circuit("recovering", "OPEN", 2)
+    assert store.lookup("recovering").state == "OPEN"
+    assert [store.record("recovering", False, 1) for _ in range(5)] == [False] * 5  # not counted while OPEN
+    moto.put_circuit("recovering", "CLOSED", 3)
+    assert store.lookup("recovering").state == "CLOSED"
+    assert [store.record("recovering", False, 1) for _ in range(4)] == [False, False, False, True]
+    assert store.trip("recovering") is True
+    item = moto.circuit("recovering")
+    assert (item["state"], item["version"], item["updatedBy"]) == ("OPEN", 4, "extension")
+    assert store.lookup("recovering").state == "OPEN"

@@ -195,7 +195,13 @@ class CircuitStore:
             return True
 
     def _store(self, entry: Entry, item: dict[str, Any] | None) -> None:
+        previous = entry.state
         entry.item = item
+        if entry.state != previous:  # a new state starts a new window (calls before it do not count)
+            with self._lock:
+                window = self._windows.get(entry.circuit_id)
+                if window is not None:
+                    window.reset()
         entry.fetched_at = _now_ms()
         entry.stale = False
         entry.error = ""
@@ -261,8 +267,10 @@ class CircuitStore:
                     failure_rate=settings.failure_rate,
                     slow_call_ms=settings.slow_call_ms,
                 )
-            verdict = window.add(_now_ms(), success, duration_ms)
             state = entry.state
+            if state in (OPEN, FORCED_OPEN, DISABLED):
+                return False  # calls that passed a disabled breaker or raced an open one do not count
+            verdict = window.add(_now_ms(), success, duration_ms)
             trial_failed = state == HALF_OPEN and not success
             if not (verdict.trip and state == CLOSED) and not trial_failed:
                 return False

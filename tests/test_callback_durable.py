@@ -289,8 +289,18 @@ def test_second_waiter_for_the_same_job_fails_instead_of_stealing_the_token(worl
             "taskToken": {"S": "someone-elses"},
         },
     )
-    with world.runner() as runner:
-        outcome = runner.run(input=json.dumps({"jobId": "taken"}), execution_timeout=60)
+    puts: list[int] = []
+
+    def count(**_: Any) -> None:
+        puts.append(1)
+
+    world.dynamodb.meta.events.register("before-call.dynamodb.PutItem", count)
+    try:
+        with world.runner() as runner:
+            outcome = runner.run(input=json.dumps({"jobId": "taken"}), execution_timeout=60)
+    finally:
+        world.dynamodb.meta.events.unregister("before-call.dynamodb.PutItem", count)
+    assert puts == [1]  # final at once: a taken job is not retried like a transient error
     assert outcome.status is InvocationStatus.FAILED
     assert outcome.error is not None and "already has a waiter" in (outcome.error.message or "")
     assert world.record("translate#taken") == {

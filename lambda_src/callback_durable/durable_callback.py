@@ -47,6 +47,7 @@ from aws_durable_execution_sdk_python import (
     DurableContext,
 )
 from aws_durable_execution_sdk_python.config import Duration, WaitForCallbackConfig
+from aws_durable_execution_sdk_python.retries import RetryDecision, RetryPresets
 from aws_durable_execution_sdk_python.types import WaitForCallbackContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -141,7 +142,9 @@ def wait_for_job(
         )
 
     config = WaitForCallbackConfig(
-        timeout=Duration.from_seconds(wait), heartbeat_timeout=Duration.from_seconds(heartbeat)
+        timeout=Duration.from_seconds(wait),
+        heartbeat_timeout=Duration.from_seconds(heartbeat),
+        retry_strategy=_submit_retry,
     )
     try:
         result = context.wait_for_callback(submit, name=label, config=config)
@@ -152,6 +155,16 @@ def wait_for_job(
         error, cause = _failure_fields(failure.data, failure.message)
         raise JobFailedError(error, cause) from None
     return _parse(result)
+
+
+_DEFAULT_RETRY = RetryPresets.default()
+
+
+def _submit_retry(error: Exception, attempts_made: int) -> RetryDecision:
+    """The SDK's default step retries for transient errors; a job taken by another waiter is final."""
+    if isinstance(error, JobAlreadyWaitedError):
+        return RetryDecision.no_retry()
+    return _DEFAULT_RETRY(error, attempts_made)
 
 
 # --- what runs inside steps ------------------------------------------------------------------------

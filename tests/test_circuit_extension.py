@@ -8,7 +8,10 @@ the function to drive INVOKE events; SIGTERM to the emulator sends SHUTDOWN.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from test_circuit_extension_harness import (
+    LAYER_PYTHON,
     LambdaEnvironment,
     MotoServer,
     lambda_environment,
@@ -334,3 +338,30 @@ def test_a_new_state_starts_a_new_outcome_window(moto: MotoServer, monkeypatch: 
     item = moto.circuit("recovering")
     assert (item["state"], item["version"], item["updatedBy"]) == ("OPEN", 4, "extension")
     assert store.lookup("recovering").state == "OPEN"
+
+
+def test_the_start_up_path_imports_nothing_heavy() -> None:
+    """What runs before event/next (launcher -> __main__ -> main, runtime_api, config) must not pull
+    in boto3 or other costly modules: they are imported after Lambda has been told we are ready."""
+    probe = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import circuit_breaker_ext.main, circuit_breaker_ext.config\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(LAYER_PYTHON)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(result.stdout.split())
+    assert {"circuit_breaker_ext.main", "circuit_breaker_ext.runtime_api", "circuit_breaker_ext.config"} <= loaded
+    heavy = {"boto3", "botocore", "json", "dataclasses", "typing", "asyncio", "http.client", "urllib.request", "ssl"}
+    assert not loaded & heavy
+    assert not {m for m in loaded if m.startswith("circuit_breaker_ext.")} - {
+        "circuit_breaker_ext.main",
+        "circuit_breaker_ext.runtime_api",
+        "circuit_breaker_ext.config",
+    }

@@ -168,6 +168,18 @@ def test_function_parks_with_a_token_record_and_resumes_with_the_event_detail(wo
     assert world.callbacks.calls == []  # the helper never resumed itself
 
 
+def test_failure_without_error_data_keeps_the_cause_and_names_a_generic_error(world: World) -> None:
+    """The SDK surfaces only ErrorMessage and ErrorData of a callback failure, never ErrorType."""
+    with world.runner() as runner:
+        arn = run_async(runner, jobId="job-4")
+        runner.wait_for_callback(arn, timeout=30)
+        record = world.record("translate#job-4")
+        assert record is not None
+        error = ErrorObject(message="unsupported language", type="Translate.FAILED", data=None, stack_trace=None)
+        runner.send_callback_failure(record["callbackId"]["S"], error)
+        assert result_of(runner, arn) == {"failed": {"error": "JobFailed", "cause": "unsupported language"}}
+
+
 def test_job_failure_raises_job_failed_with_error_and_cause(world: World) -> None:
     with world.runner() as runner:
         arn = run_async(runner, jobId="job-2")

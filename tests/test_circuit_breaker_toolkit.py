@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -207,3 +208,47 @@ def test_circuit_help_and_bad_action() -> None:
     )
     assert result.returncode == 2 and "invalid choice: 'reset'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_console_script_against_a_moto_server() -> None:
+    """The installed command, end to end over HTTP: --endpoint-url and --region reach a moto server."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("dynamodb", region_name="eu-west-1", endpoint_url=endpoint)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        put(client, "payments", "CLOSED", 1)
+        script = Path(sys.executable).parent / "serverless-patterns"
+        common = ["--table", TABLE, "--region", "eu-west-1", "--endpoint-url", endpoint]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        opened = subprocess.run(
+            [str(script), "circuit", "open", "payments", *common, "--reason", "maintenance"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert opened.returncode == 0, opened.stderr
+        assert opened.stdout.strip() == "payments: CLOSED -> FORCED_OPEN (version 1 -> 2)"
+        status = subprocess.run(
+            [str(script), "circuit", "status", "payments", *common, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        [item] = json.loads(status.stdout)
+        assert (item["state"], item["version"], item["reason"]) == ("FORCED_OPEN", 2, "maintenance")
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ import urllib.error
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_circuit_extension_harness import (
@@ -278,6 +279,21 @@ def test_a_taken_port_is_reported_as_an_init_error(tmp_path: Path, moto: MotoSer
             assert failed.value.code == 502
             assert "Extension.PortUnavailable" in env.log()
             assert f"cannot listen on 127.0.0.1:{port}" in env.log()
+
+
+def test_the_synthesized_layer_asset_runs_as_deployed(sample_assembly: Any, moto: MotoServer, tmp_path: Path) -> None:
+    """The layer asset the sample app stages for deployment (not the source folder) at /opt."""
+    staged = [path.parent.parent for path in sample_assembly.outdir.glob("asset.*/extensions/circuit-breaker")]
+    assert len(staged) == 1, staged
+    (layer,) = staged
+    launcher = layer / "extensions" / "circuit-breaker"
+    assert launcher.stat().st_mode & 0o111 == 0o111  # Lambda only starts executable extensions
+    assert not list(layer.rglob("__pycache__"))
+    moto.put_circuit("payments", "CLOSED", 1)
+    with lambda_environment(tmp_path, moto, layer=layer, CIRCUIT_BREAKER_CIRCUITS="payments") as env:
+        (status,) = env.invoke({"circuits": ["payments"]})
+        assert (status["state"], status["decided_by"]) == ("CLOSED", "extension")
+        assert "External agent circuit-breaker" in env.log()
 
 
 # -- the pure parts, in process --------------------------------------------------------------

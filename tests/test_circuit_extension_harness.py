@@ -192,8 +192,11 @@ def handler(event, context):
 class LambdaEnvironment:
     """One Lambda execution environment: RIE + awslambdaric + the layer at /opt + a handler."""
 
-    def __init__(self, workdir: Path, moto: MotoServer, *, handler: str = DEFAULT_HANDLER, **env: str) -> None:
+    def __init__(
+        self, workdir: Path, moto: MotoServer, *, handler: str = DEFAULT_HANDLER, layer: Path = LAYER, **env: str
+    ) -> None:
         self.workdir = workdir
+        self.layer = layer  # what is mounted at /opt: the layer folder, or a synthesized asset of it
         self.moto = moto
         self.token = secrets.token_urlsafe(24)
         self.port = free_port()
@@ -232,7 +235,7 @@ class LambdaEnvironment:
         script = "\n".join(
             [
                 "set -e",
-                f"mount --bind {shlex.quote(str(LAYER))} /opt",
+                f"mount --bind {shlex.quote(str(self.layer))} /opt",
                 f"cd {shlex.quote(str(self.task))}",
                 f"exec {shlex.quote(str(rie))} --log-level debug"
                 f" --runtime-interface-emulator-address 127.0.0.1:{self.invoke_port}"

@@ -16,6 +16,7 @@ import pytest
 from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
 from syrupy.extensions.json import JSONSnapshotExtension
 
@@ -101,6 +102,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
     cmk_stack = cdk.Stack(app, "Cmk", env=env)
     key = kms.Key(cmk_stack, "Key", enable_key_rotation=True)
+    topic = sns.Topic(cmk_stack, "Alarms", enforce_ssl=True, master_key=key)
     bus = events.EventBus(cmk_stack, "Bus", event_bus_name="circuits")
     cmk_breaker = CircuitBreaker(
         cmk_stack,
@@ -111,6 +113,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         event_bus=bus,
         metric_namespace="Shop/Circuits",
         table_props={"table_class": cdk.aws_dynamodb.TableClass.STANDARD_INFREQUENT_ACCESS},
+        alarm_topic=topic,
     )
     cmk_breaker.add_circuit("search", health_check_url="http://search.internal/health", allow_http=True)
     cmk_breaker.protect(user_function(cmk_stack, "Search"))
@@ -138,6 +141,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         "cmk_table": logical(cmk_breaker.table),
         "key": logical(key),
         "bus": str(cmk_stack.get_logical_id(bus.node.default_child)),
+        "topic": str(cmk_stack.get_logical_id(topic.node.default_child)),
     }
     return Built(synth_with_checks(app), ids)
 
@@ -606,6 +610,24 @@ def test_unknown_protected_circuits_fail_synthesis(scratch: Any) -> None:
     breaker.protect(user_function(stack, "Fn"), circuits=["payments", "ledger"])
     with pytest.raises(RuntimeError, match="names ledger, which this breaker does not monitor"):
         stack.node.root.synth()  # type: ignore[union-attr]
+
+
+def test_dead_letter_queue_is_alarmed(built: Built) -> None:
+    alarm = {
+        "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Namespace": "AWS/SQS",
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+    }
+    [(_, default)] = resources_of(built.raw("Breaker"), "AWS::CloudWatch::Alarm").items()
+    assert {k: default["Properties"][k] for k in alarm} == alarm
+    assert default["Properties"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [built.ids["queue"], "QueueName"]}}
+    ]
+    assert "AlarmActions" not in default["Properties"]
+    [(_, with_topic)] = resources_of(built.raw("Cmk"), "AWS::CloudWatch::Alarm").items()
+    assert with_topic["Properties"]["AlarmActions"] == [{"Ref": built.ids["topic"]}]
 
 
 def test_template_has_exactly_what_the_breaker_declares(built: Built) -> None:

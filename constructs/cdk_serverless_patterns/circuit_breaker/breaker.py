@@ -16,6 +16,7 @@ from typing import Any
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -23,6 +24,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as lambda_destinations
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
 from cdk_serverless_patterns.core import PropErrors, acknowledge, lambda_code, pattern_function
@@ -133,6 +135,8 @@ class CircuitBreaker(Construct):
         event_bus: Where state changes are published. Default: the account's default bus.
         metric_namespace: CloudWatch namespace of the health-check and transition metrics.
             Default: ``CdkServerlessPatterns/CircuitBreaker``.
+        alarm_topic: Where the dead-letter alarm (a health check that could not run or failed)
+            notifies. Default: none (the alarm exists, without actions).
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class CircuitBreaker(Construct):
         schedule_max_event_age: cdk.Duration = cdk.Duration.minutes(5),
         event_bus: events.IEventBus | None = None,
         metric_namespace: str = METRIC_NAMESPACE,
+        alarm_topic: sns.ITopic | None = None,
     ) -> None:
         super().__init__(scope, id)
         errors = PropErrors(type(self).__name__)
@@ -233,6 +238,21 @@ class CircuitBreaker(Construct):
             "AwsSolutions-SQS3",
             "Serverless-SQSRedrivePolicy",
         )
+
+        self._dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "HealthCheckDeadLetterAlarm",
+            alarm_description="A circuit breaker health check could not run or failed: see the dead-letter queue",
+            metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=cdk.Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if alarm_topic is not None:
+            self._dead_letter_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
 
         self._event_bus = event_bus
         bus_name = event_bus.event_bus_name if event_bus else "default"
@@ -568,6 +588,11 @@ class CircuitBreaker(Construct):
     def dead_letter_queue(self) -> sqs.Queue:
         """Where health-check invocations that could not run end up."""
         return self._dead_letter_queue
+
+    @property
+    def dead_letter_alarm(self) -> cloudwatch.Alarm:
+        """Alarms while the dead-letter queue holds a health check that could not run or failed."""
+        return self._dead_letter_alarm
 
     @property
     def scheduler_role(self) -> iam.Role:

@@ -215,3 +215,19 @@ def test_module_helpers_use_the_functions_environment(env: LambdaEnvironment, mo
     with cb.guard("off") as status:
         assert status.state == "DISABLED"
     cb.default_client().close()
+
+
+def test_bad_circuit_ids_and_coroutines_are_programming_errors() -> None:
+    breaker = cb.CircuitBreakerClient(port=_nothing_listening(), token="t")
+    with pytest.raises(ValueError, match="is not a circuit id"):
+        breaker.status("payments/../admin")
+    with pytest.raises(ValueError, match="is not a circuit id"):
+        cb.protected("")
+
+    async def fetch() -> str:
+        return "x"
+
+    with pytest.raises(TypeError, match="coroutine function"):
+        breaker.protected("payments")(fetch)
+    with pytest.raises(TypeError, match="coroutine function"):
+        cb.protected("payments")(fetch)

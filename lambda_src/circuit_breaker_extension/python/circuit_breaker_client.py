@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -57,6 +58,8 @@ POLICIES = (FAIL_OPEN, FAIL_CLOSED)
 DEFAULT_PORT = 4243
 DEFAULT_TIMEOUT_S = 2.0
 TOKEN_HEADER = "X-Circuit-Breaker-Token"
+CIRCUIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # what the construct accepts
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect on the function's cold start
 PASSING_STATES = ("CLOSED", "DISABLED")
 
 P = ParamSpec("P")
@@ -130,6 +133,7 @@ class CircuitBreakerClient:
         ``acquire=True`` takes a HALF_OPEN trial permit when one is left (what a caller about to
         make the call wants); without it the answer only says whether one is left.
         """
+        _check_id(circuit_id)
         path = f"/circuits/{circuit_id}" + ("?acquire=1" if acquire else "")
         try:
             status_code, payload = self._request("GET", path, b"")
@@ -159,6 +163,7 @@ class CircuitBreakerClient:
 
     def record(self, circuit_id: str, *, success: bool, duration_ms: float) -> bool:
         """Reports one call's outcome; False if the extension did not take it (never raises)."""
+        _check_id(circuit_id)
         body = json.dumps({"success": bool(success), "durationMs": max(float(duration_ms), 0.0)}).encode()
         try:
             status_code, _ = self._request("POST", f"/circuits/{circuit_id}/outcomes", body)
@@ -198,7 +203,11 @@ class CircuitBreakerClient:
         **kwargs)`` (or raises CircuitOpenError without a fallback); otherwise calls the function
         and reports its outcome. Exceptions of the function are reported and re-raised."""
 
+        _check_id(circuit_id)
+
         def decorate(function: Callable[P, R]) -> Callable[P, R]:
+            _check_not_async(function)
+
             @functools.wraps(function)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 try:
@@ -253,6 +262,20 @@ class CircuitBreakerClient:
                     raise _ExtensionError(f"the extension refused the token: {payload.get('error')}")
                 return status_code, payload
         raise _ExtensionError("unreachable")  # pragma: no cover
+
+
+def _check_id(circuit_id: str) -> None:
+    if not isinstance(circuit_id, str) or not CIRCUIT_ID.fullmatch(circuit_id):
+        raise ValueError(f"{circuit_id!r} is not a circuit id: letters, digits, '_', '.', '-' (at most 63)")
+
+
+def _check_not_async(function: Callable[..., object]) -> None:
+    code = getattr(function, "__code__", None)
+    if code is not None and code.co_flags & _CO_COROUTINE:
+        raise TypeError(
+            f"{getattr(function, '__qualname__', function)!r} is a coroutine function: the decorator would time "
+            "the creation of the coroutine, not the call; use `with guard(...)` inside it instead"
+        )
 
 
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, Any], bool]:
@@ -323,7 +346,11 @@ def protected(
 
     The client is looked up on each call, so decorating at import time costs nothing."""
 
+    _check_id(circuit_id)
+
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        _check_not_async(function)
+
         @functools.wraps(function)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             breaker = client or default_client()

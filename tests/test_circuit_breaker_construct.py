@@ -630,6 +630,15 @@ def test_dead_letter_queue_is_alarmed(built: Built) -> None:
     assert with_topic["Properties"]["AlarmActions"] == [{"Ref": built.ids["topic"]}]
 
 
+def test_a_prefetch_list_beyond_the_environment_limit_fails_synthesis(scratch: Any) -> None:
+    stack, breaker = scratch.breaker()
+    for index in range(40):
+        breaker.add_circuit(f"downstream-service-number-{index:02d}-" + "x" * 30, health_check_url="https://x.example")
+    breaker.protect(user_function(stack, "Fn"))
+    with pytest.raises(RuntimeError, match=r"more than 2048 of the 4 KB Lambda allows"):
+        stack.node.root.synth()  # type: ignore[union-attr]
+
+
 def test_template_has_exactly_what_the_breaker_declares(built: Built) -> None:
     template = built.template("Breaker")
     template.resource_count_is("AWS::DynamoDB::Table", 1)

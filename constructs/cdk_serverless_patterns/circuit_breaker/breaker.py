@@ -44,6 +44,8 @@ ON_EXTENSION_ERROR = ("fail_open", "fail_closed")
 MIN_PYTHON = (3, 12)
 SUPPORTED_RUNTIMES = (lambda_.Runtime.PYTHON_3_12, lambda_.Runtime.PYTHON_3_13, lambda_.Runtime.PYTHON_3_14)
 
+#: Room for CIRCUIT_BREAKER_CIRCUITS in a function's environment (4 KB in all, shared with the user's).
+MAX_CIRCUIT_LIST_CHARS = 2048
 _CIRCUIT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _CRON = re.compile(r"^cron\(\S+( \S+){5}\)$")
@@ -705,7 +707,8 @@ class _CircuitList:
 
 @jsii.implements(IValidation)
 class _ProtectedCircuitsAreKnown:
-    """Synth-time check: every circuit a protected function names exists in its breaker."""
+    """Synth-time checks: every circuit a protected function names exists in its breaker, and the
+    prefetch list fits in the function's environment (Lambda allows 4 KB of variables in all)."""
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
@@ -720,5 +723,12 @@ class _ProtectedCircuitsAreKnown:
                     f"CircuitBreaker.protect: circuits: {function.node.path} names {', '.join(unknown)}, which "
                     f"this breaker does not monitor (add_circuit them, or leave circuits=None); known: "
                     f"{', '.join(sorted(known)) or 'none'}"
+                )
+            listed = ",".join(ids) if ids is not None else ",".join(self._breaker.circuits)
+            if len(listed) > MAX_CIRCUIT_LIST_CHARS:
+                problems.append(
+                    f"CircuitBreaker.protect: circuits: {function.node.path} would prefetch {len(listed)} characters "
+                    f"of circuit ids, more than {MAX_CIRCUIT_LIST_CHARS} of the 4 KB Lambda allows for all environment "
+                    "variables: pass circuits=[...] with the circuits this function calls"
                 )
         return problems

@@ -166,9 +166,13 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=15, help="start-ups of each kind to time (default 15)")
     args = parser.parse_args()
 
+    import logging
+
     import boto3
     import circuit_breaker_client
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's per-request lines
 
     moto_port = free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"

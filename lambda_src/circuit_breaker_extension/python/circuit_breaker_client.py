@@ -251,7 +251,7 @@ class CircuitBreakerClient:
                         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     self._sock.sendall(request)
                     status_code, payload, keep_alive = _read_response(self._sock)
-                except (OSError, ValueError) as error:
+                except (OSError, ValueError, IndexError) as error:  # IndexError: a garbled status line
                     self._drop()
                     if reused and attempt == 0 and not isinstance(error, TimeoutError):
                         continue  # the extension closed an idle connection: once more on a new one

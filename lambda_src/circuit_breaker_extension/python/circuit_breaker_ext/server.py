@@ -141,7 +141,11 @@ class LocalServer:
             body, buffer = buffer[:length], buffer[length:]
             connection = headers.get("connection", "").lower()
             keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-            status, payload = self.handle(method, target, headers, body)
+            try:
+                status, payload = self.handle(method, target, headers, body)
+            except Exception as error:  # a bug must cost one answer, not the connection or the process
+                log("ERROR", "request failed", target=target, error=f"{type(error).__name__}: {error}")
+                status, payload = 500, {"error": "internal error in the circuit-breaker extension"}
             _send(conn, status, payload, keep_alive=keep_alive)
             if not keep_alive:
                 return

@@ -8,6 +8,7 @@ customer-managed key, no deletion protection and a custom event bus.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -390,7 +391,9 @@ def test_extension_layer_is_built_from_the_extension_folder(built: Built) -> Non
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64", "x86_64"]
     asset_hash = layer["Properties"]["Content"]["S3Key"].removesuffix(".zip")
     asset = built.assembly.outdir / f"asset.{asset_hash}"
-    assert (asset / "extensions" / "circuit-breaker").is_file(), "the extension executable sits at the layer's top"
+    executable = asset / "extensions" / "circuit-breaker"
+    assert executable.is_file(), "the extension executable sits at the layer's top"
+    assert os.access(executable, os.X_OK), "Lambda starts only executable extensions: the mode must survive staging"
     assert (asset / "python" / "circuit_breaker_client.py").is_file(), "the client is importable from python/"
     assert not list(asset.rglob("__pycache__")), "caches never ship in the layer"
 

@@ -210,7 +210,9 @@ class CircuitStore:
     def refresh_stale(self, circuit_ids: tuple[str, ...] = ()) -> int:
         """Refreshes every stale entry (and the named circuits); returns how many were read."""
         count = 0
-        ids = set(circuit_ids) | set(self._entries)
+        with self._lock:  # connection threads add entries meanwhile
+            known = list(self._entries)
+        ids = set(circuit_ids) | set(known)
         for circuit_id in sorted(ids):
             try:
                 count += self.refresh(self.entry(circuit_id))

@@ -32,7 +32,7 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
         error_path="$.detail.code",
         cause_path="$.detail.message",
     )
-    pattern = CallbackPattern(stack, "Callback", sources=[translate])
+    pattern = CallbackPattern(stack, "Callback", sources=[translate], durable_functions=True)
     pattern.add_job_source(partner)
 
     pattern.enable_callback_urls(namespaces=["vendor"])

@@ -334,17 +334,16 @@ def test_callback_url_resumes_through_the_same_path_and_rejects_forgeries(moto_f
     assert flows.items() == {}
 
 
-def test_a_durable_record_without_the_durable_backend_fails_loudly(moto_flows: Any) -> None:
-    """The flow stack runs with durable_functions off: a durable waiter's record is not resumed
-    through a task-token API by mistake; the resumer fails (its alarm fires) and says why."""
+def test_a_record_of_an_unknown_backend_fails_loudly(moto_flows: Any) -> None:
+    """A token record whose backend the resumer does not serve is not resumed by guesswork: the
+    resumer fails (its alarm fires) and says why."""
     flows = moto_flows
     flows.dynamodb.put_item(
         TableName=flows.table,
         Item={
             "id": {"S": "translate#d-1"},
             "kind": {"S": "token"},
-            "backend": {"S": "durable"},
-            "callbackId": {"S": "cb-1"},
+            "backend": {"S": "carrier-pigeon"},
             "createdAt": {"S": "2026-01-01T00:00:00Z"},
             "ttl": {"N": str(int(time.time()) + 3600)},
         },
@@ -353,3 +352,72 @@ def test_a_durable_record_without_the_durable_backend_fails_loudly(moto_flows: A
     [run] = flows.resumer_runs(1)
     assert run["status"] == "FAILED"
     assert run["error"] == "CallbackPattern.UnsupportedRecord"
+
+
+def test_durable_function_is_resumed_by_the_resumer(moto_flows: Any) -> None:
+    """B's durable helper waits in the durable SDK's local runner; the completion event goes
+    through EventBridge to the resumer, whose Lambda durable-callback tasks the bridge routes to
+    that runner (moto has no durable-execution APIs)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from aws_durable_execution_sdk_python import DurableContext, durable_execution
+    from aws_durable_execution_sdk_python.lambda_service import ErrorObject
+    from aws_durable_execution_sdk_python_testing import DurableFunctionTestRunner
+
+    from cdk_serverless_patterns.local import moto_bridge
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src" / "callback_durable"))
+    durable_callback = importlib.import_module("durable_callback")
+    flows = moto_flows
+
+    @durable_execution
+    def handler(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
+        try:
+            detail = durable_callback.wait_for_job(
+                context,
+                table_name=flows.table,
+                namespace="translate",
+                job_id=event["jobId"],
+                timeout=300,
+                dynamodb=flows.dynamodb,
+            )
+        except durable_callback.JobFailedError as failed:
+            return {"failed": {"error": failed.error, "cause": failed.cause}}
+        return {"detail": detail}
+
+    with DurableFunctionTestRunner(handler=handler, poll_interval=0.05, region="us-east-1") as runner:
+
+        def success(CallbackId: str, Result: Any) -> None:
+            runner.send_callback_success(CallbackId, Result.encode() if isinstance(Result, str) else Result)
+
+        def failure(CallbackId: str, Error: dict[str, Any]) -> None:
+            runner.send_callback_failure(CallbackId, ErrorObject.from_dict(Error))
+
+        moto_bridge.route_aws_sdk("lambda", "sendDurableExecutionCallbackSuccess", success)
+        moto_bridge.route_aws_sdk("lambda", "sendDurableExecutionCallbackFailure", failure)
+        try:
+            done = runner.run_async(input=json.dumps({"jobId": "dur-1"}), execution_timeout=60)
+            failed = runner.run_async(input=json.dumps({"jobId": "dur-2"}), execution_timeout=60)
+            for arn, key in ((done, "translate#dur-1"), (failed, "translate#dur-2")):
+                runner.wait_for_callback(arn, timeout=30)
+                record = flows.wait_for_item(key)
+                assert record["backend"]["S"] == "durable"
+
+            flows.translate_event("dur-1", "COMPLETED")
+            flows.put(
+                "aws.translate",
+                "Translate TextTranslationJob State Change",
+                {"jobId": "dur-2", "jobStatus": "FAILED"},
+            )
+            outcome = runner.wait_for_result(done, timeout=30)
+            assert json.loads(outcome.result) == {"detail": {"jobId": "dur-1", "jobStatus": "COMPLETED"}}
+            outcome = runner.wait_for_result(failed, timeout=30)
+            assert json.loads(outcome.result)["failed"]["error"] == "translate.FAILED"
+            runs = flows.resumer_runs(2)
+            assert [run["result"]["result"] for run in runs] == ["RESUMED", "RESUMED"]
+            assert flows.items() == {}
+        finally:
+            moto_bridge.route_aws_sdk("lambda", "sendDurableExecutionCallbackSuccess", None)
+            moto_bridge.route_aws_sdk("lambda", "sendDurableExecutionCallbackFailure", None)

@@ -334,9 +334,11 @@ def resumer_definition(
             "Resource": DURABLE_FAILURE,
             "Arguments": {
                 "CallbackId": "{% $states.input.record.callbackId.S %}",
+                # The durable SDK surfaces only ErrorMessage and ErrorData: the data keeps the error's name.
                 "Error": {
                     "ErrorType": "{% $states.input.job.error %}",
                     "ErrorMessage": "{% $states.input.job.cause %}",
+                    "ErrorData": "{% $string({'error': $states.input.job.error, 'cause': $states.input.job.cause}) %}",
                 },
             },
             "Output": keep_job,

@@ -10,7 +10,9 @@ never by changing what a construct synthesizes:
 2. **AWS SDK integrations' parameter names.** Step Functions takes an ``aws-sdk:`` task's
    parameters in PascalCase (``TaskToken``) and maps them onto the API's names; moto passes them
    to boto3 unchanged, which breaks every API whose members are camelCase (``sfn:sendTaskSuccess``
-   wants ``taskToken``). The bridge maps them with botocore's own input shapes.
+   wants ``taskToken``). The bridge maps them with botocore's own input shapes. APIs moto lacks
+   (the Lambda durable-execution callbacks) can be routed to another local emulator with
+   :func:`route_aws_sdk`.
 3. **EventBridge -> Step Functions.** moto's rules deliver to SQS, logs and buses only (a
    ``states`` target raises ``NotImplementedError``). The bridge starts the execution, with the
    target's input transformer applied by moto's own template parser, an explicit execution name
@@ -39,7 +41,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _LOCK = threading.Lock()
@@ -87,6 +89,21 @@ def _install_jsonata() -> None:
 
 
 # --------------------------------------------------------------------------- 2. aws-sdk names
+_ROUTES: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def route_aws_sdk(service: str, action: str, handler: Callable[..., Any] | None) -> None:
+    """Answers one ``aws-sdk:<service>:<action>`` task with ``handler`` instead of moto (``None``
+    removes the route). For APIs moto does not have, answered by another local emulator: the
+    Lambda durable-execution callback APIs by the durable SDK's local runner. ``handler`` gets the
+    task's arguments as Step Functions evaluated them (PascalCase) and returns the response."""
+    key = (service, action.lower())
+    if handler is None:
+        _ROUTES.pop(key, None)
+    else:
+        _ROUTES[key] = handler
+
+
 def _install_aws_sdk_parameter_names() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
         StateTaskServiceAwsSdk,
@@ -101,6 +118,10 @@ def _install_aws_sdk_parameter_names() -> None:
 
         service = self._get_boto_service_name()
         action = self.resource.api_action
+        route = _ROUTES.get((service, action.lower()))
+        if route is not None:
+            env.stack.append(route(**normalised_parameters) or {})
+            return
         model = botocore.session.get_session().get_service_model(service)
         operation = next((name for name in model.operation_names if name.lower() == action.lower()), None)
         if operation is not None:

@@ -244,6 +244,9 @@ def test_durable_branch_only_when_enabled(configured: Any, defaults: Any) -> Non
     assert (
         states["Send durable callback failure"]["Arguments"]["CallbackId"] == "{% $states.input.record.callbackId.S %}"
     )
+    assert states["Send durable callback failure"]["Arguments"]["Error"]["ErrorData"] == (
+        "{% $string({'error': $states.input.job.error, 'cause': $states.input.job.cause}) %}"
+    )
     actions = {a for s in _policy_statements(configured, "CallbackResumerRole") for a in _as_list(s["Action"])}
     assert "lambda:SendDurableExecutionCallbackSuccess" in actions
     default_actions = {a for s in _policy_statements(defaults, "CallbackResumerRole") for a in _as_list(s["Action"])}

@@ -51,6 +51,13 @@ def test_duration_bounds_name_the_prop_and_the_bounds() -> None:
     ]
 
 
+def test_sub_second_durations_are_compared_in_milliseconds() -> None:
+    errors = PropErrors("Thing")
+    assert errors.duration_between(cdk.Duration.millis(1500), "cache_ttl", minimum=cdk.Duration.millis(100))
+    assert not errors.duration_between(cdk.Duration.millis(50), "cache_ttl", minimum=cdk.Duration.millis(100))
+    assert errors.problems == ["cache_ttl: must be at least 100 milliseconds, got 50 milliseconds"]
+
+
 def test_unresolved_durations_are_left_to_cloudformation() -> None:
     stack = cdk.Stack()
     param = cdk.CfnParameter(stack, "Seconds", type="Number")

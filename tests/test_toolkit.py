@@ -13,7 +13,7 @@ import pytest
 from cdk_serverless_patterns.toolkit.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["synth", "check", "deploy", "demo"]
+COMMANDS = ["synth", "check", "deploy", "demo", "circuit"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

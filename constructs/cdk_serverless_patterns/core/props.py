@@ -62,12 +62,17 @@ class PropErrors:
 
         Unresolved tokens are accepted: CloudFormation checks them at deploy time.
         """
-        if value is None or cdk.Token.is_unresolved(value.to_string()):
+        if value is None:
             return True
-        seconds = value.to_seconds()
-        low = minimum.to_seconds() if minimum else None
-        high = maximum.to_seconds() if maximum else None
-        if (low is not None and seconds < low) or (high is not None and seconds > high):
+        try:
+            millis = value.to_milliseconds()  # to_seconds() refuses sub-second durations
+        except RuntimeError:  # a token in another unit cannot be converted: CloudFormation checks it
+            return True
+        if cdk.Token.is_unresolved(millis):
+            return True
+        low = minimum.to_milliseconds() if minimum else None
+        high = maximum.to_milliseconds() if maximum else None
+        if (low is not None and millis < low) or (high is not None and millis > high):
             bounds = (
                 f"between {_human(minimum)} and {_human(maximum)}"
                 if minimum and maximum
@@ -100,8 +105,8 @@ class PropErrors:
 def _human(duration: cdk.Duration | None) -> str:
     if duration is None:
         return "unbounded"
-    seconds = duration.to_seconds()
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} seconds" if float(seconds).is_integer() else f"{seconds} seconds"
+    millis = duration.to_milliseconds()
+    for unit, size in (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000), ("seconds", 1000)):
+        if millis >= size and millis % size == 0:
+            return f"{int(millis // size)} {unit}"
+    return f"{int(millis)} milliseconds" if millis else "0 seconds"

@@ -22,24 +22,9 @@ def build_app(outdir: str | None = None) -> cdk.App:
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         region=os.environ.get("CDK_DEFAULT_REGION"),
     )
-    core_stack = cdk.Stack(app, f"{STACK_PREFIX}Core", env=env, description="cdk-serverless-patterns: shared core")
-    _core_resources(core_stack)
     add_circuit_breaker_stack(app, env)
     CallbackSampleStack(app, f"{STACK_PREFIX}Callback", env=env, description="cdk-serverless-patterns: callback sample")
     return app
-
-
-def _core_resources(stack: cdk.Stack) -> None:
-    """Until the pattern stacks land: the topic the patterns' alarms will notify, encrypted with a key
-    that CloudWatch may use (alarm actions cannot publish to a topic under the AWS-managed SNS key)."""
-    from aws_cdk import aws_iam as iam
-    from aws_cdk import aws_kms as kms
-    from aws_cdk import aws_sns as sns
-
-    key = kms.Key(stack, "AlarmTopicKey", enable_key_rotation=True, description="Encrypts the alarm topic")
-    key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
-    topic = sns.Topic(stack, "AlarmTopic", display_name="Serverless patterns alarms", enforce_ssl=True, master_key=key)
-    cdk.CfnOutput(stack, "AlarmTopicArn", value=topic.topic_arn, description="Where the patterns' alarms notify")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from typing import Any
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -27,7 +26,14 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
-from cdk_serverless_patterns.core import PropErrors, acknowledge, lambda_code, pattern_function
+from cdk_serverless_patterns.core import (
+    PropErrors,
+    acknowledge,
+    alarm_on_any,
+    dead_letter_queue,
+    lambda_code,
+    pattern_function,
+)
 from constructs import Construct, IValidation
 
 #: The states of a circuit (contract with the extension and the client).
@@ -226,35 +232,20 @@ class CircuitBreaker(Construct):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
 
-        self._dead_letter_queue = sqs.Queue(
+        self._dead_letter_queue = dead_letter_queue(
             self,
             "HealthCheckDeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
+            dead_letter_of="the health-check schedules and of the health checker's asynchronous invocations",
         )
-        acknowledge(
-            self._dead_letter_queue,
-            "This queue is itself the dead-letter queue of the health-check schedules and of the health checker's "
-            "asynchronous invocations; a dead-letter queue of a dead-letter queue would only move the problem.",
-            "AwsSolutions-SQS3",
-            "Serverless-SQSRedrivePolicy",
-        )
-
-        self._dead_letter_alarm = cloudwatch.Alarm(
+        self._dead_letter_alarm = alarm_on_any(
             self,
             "HealthCheckDeadLetterAlarm",
-            alarm_description="A circuit breaker health check could not run or failed: see the dead-letter queue",
+            description="A circuit breaker health check could not run or failed: see the dead-letter queue",
             metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=cdk.Duration.minutes(1), statistic="Maximum"
             ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_topic=alarm_topic,
         )
-        if alarm_topic is not None:
-            self._dead_letter_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
 
         self._event_bus = event_bus
         bus_name = event_bus.event_bus_name if event_bus else "default"

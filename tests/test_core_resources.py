@@ -4,6 +4,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
 from cdk_serverless_patterns.core import alarm_on_any, dead_letter_queue
@@ -22,6 +23,7 @@ def test_dead_letter_queue_is_encrypted_tls_only_and_nag_clean(tmp_path: Path) -
         description="messages arrived",
         alarm_topic=topic,
     )
+    sqs.Queue(stack, "Plain")  # the control: the same queue without the core defaults is flagged
     result = synth_with_checks(app)
     template = Template.from_json(result.templates["Dlq"])
     template.has_resource_properties(
@@ -46,6 +48,10 @@ def test_dead_letter_queue_is_encrypted_tls_only_and_nag_clean(tmp_path: Path) -
             "AlarmActions": [{"Ref": Match.string_like_regexp("Topic")}],
         },
     )
-    assert any(f.path.startswith("Dlq/Topic/") for f in result.nag_findings), "the checks did not run"  # SNS2
+    assert {f.rule for f in result.nag_findings if f.path.startswith("Dlq/Plain/")} >= {
+        "AwsSolutions-SQS3",
+        "AwsSolutions-SQS4",
+        "Serverless-SQSRedrivePolicy",
+    }
     queue_findings = [f for f in result.nag_findings if f.path.startswith("Dlq/Dlq/")]
     assert not queue_findings, queue_findings

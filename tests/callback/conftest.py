@@ -15,7 +15,9 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     """A stack with a CallbackPattern (Translate and a partner source) and three small workflows
     that start a job (a Pass state standing in for the service call), wait, and tag outputs."""
     import aws_cdk as cdk
+    from aws_cdk import aws_sqs as sqs
     from aws_cdk import aws_stepfunctions as sfn
+    from aws_cdk import aws_stepfunctions_tasks as tasks
 
     from cdk_serverless_patterns import CallbackPattern, JobSource
 
@@ -34,8 +36,13 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     )
     pattern = CallbackPattern(stack, "Callback", sources=[translate], durable_functions=True)
     pattern.add_job_source(partner)
+    bedrock = JobSource.bedrock_data_automation()
+    dms = JobSource.dms_replication_task()
+    pattern.add_job_source(bedrock)
+    pattern.add_job_source(dms)
 
     pattern.enable_callback_urls(namespaces=["vendor"])
+    gate = sqs.Queue(stack, "Gate")
 
     def workflow(
         name: str, source: JobSource | str, timeout: cdk.Duration, secret_path: str | None = None
@@ -46,9 +53,23 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
             parameters={"JobId.$": "$.jobId", "secret.$": "$.secret"} if secret_path else {"JobId.$": "$.jobId"},
             result_path="$.started",
         )
-        # Stands in for the time between the service accepting the job and the wait step: a test
-        # delivers the job's completion event in it (the early-completion race).
-        gap = sfn.Wait(stack, f"{name} job running", time=sfn.WaitTime.seconds_path("$.gapSeconds"))
+        # Stands in for the time between the service accepting the job and the wait step: with
+        # "hold" in the input, the workflow stops here until the test releases it (through a task
+        # token sent to the gate queue), so a test can deliver the completion event in between
+        # (the early-completion race) without depending on timing.
+        held = tasks.SqsSendMessage(
+            stack,
+            f"{name} job running",
+            queue=gate,
+            message_body=sfn.TaskInput.from_object({"token": sfn.JsonPath.task_token, "jobId.$": "$.jobId"}),
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        gap = (
+            sfn.Choice(stack, f"{name} hold?")
+            .when(sfn.Condition.is_present("$.hold"), held)
+            .afterwards(include_otherwise=True)
+        )
         wait = pattern.wait_for_job(
             f"{name} wait",
             source=source,
@@ -69,6 +90,8 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     workflow("PartnerFlow", partner, cdk.Duration.minutes(5))
     workflow("ShortFlow", translate, cdk.Duration.seconds(2))
     workflow("UrlFlow", "vendor", cdk.Duration.minutes(5), secret_path="$.started.secret")
+    workflow("BdaFlow", bedrock, cdk.Duration.minutes(5))
+    workflow("DmsFlow", dms, cdk.Duration.minutes(5))
     template = app.synth().get_stack_by_name("CallbackFlows").template
     return app, template
 
@@ -101,6 +124,7 @@ class Flows:
         self.sfn = session.client("stepfunctions")
         self.events = session.client("events")
         self.dynamodb = session.client("dynamodb")
+        self.sqs = session.client("sqs")
         self.template = template
         self.deployment = deployment
         machine = "AWS::StepFunctions::StateMachine"
@@ -108,11 +132,11 @@ class Flows:
         self.table = deployment.ref(deployment.find(template, "AWS::DynamoDB::Table"))
         self.workflows = {
             name: deployment.arn(deployment.find(template, machine, name))
-            for name in ("TranslateFlow", "PartnerFlow", "ShortFlow", "UrlFlow")
+            for name in ("TranslateFlow", "PartnerFlow", "ShortFlow", "UrlFlow", "BdaFlow", "DmsFlow")
         }
         self._count = 0
 
-    def start(self, workflow: str, job_id: str, gap_seconds: int = 0, **extra: str) -> str:
+    def start(self, workflow: str, job_id: str, hold: bool = False, **extra: str) -> str:
         import json
 
         self._count += 1
@@ -120,14 +144,30 @@ class Flows:
             self.sfn.start_execution(
                 stateMachineArn=self.workflows[workflow],
                 name=f"run-{self._count}",
-                input=json.dumps({"jobId": job_id, "gapSeconds": gap_seconds, **extra}),
+                input=json.dumps({"jobId": job_id, **({"hold": True} if hold else {}), **extra}),
             )["executionArn"]
         )
+
+    def release(self, job_id: str, timeout: float = 30) -> None:
+        """Lets a workflow started with ``hold=True`` go on to its wait step."""
+        import json
+        import time
+
+        queue = self.deployment.ref(self.deployment.find(self.template, "AWS::SQS::Queue", "Gate"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", []):
+                body = json.loads(message["Body"])
+                if body["jobId"] == job_id:
+                    self.sfn.send_task_success(taskToken=body["token"], output="{}")
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"workflow for {job_id} never reached its gate")
 
     def items(self) -> dict[str, dict[str, Any]]:
         return {item["id"]["S"]: item for item in self.dynamodb.scan(TableName=self.table)["Items"]}
 
-    def wait_for_item(self, record_id: str, kind: str = "token", timeout: float = 10) -> dict[str, Any]:
+    def wait_for_item(self, record_id: str, kind: str = "token", timeout: float = 30) -> dict[str, Any]:
         import time
 
         deadline = time.monotonic() + timeout
@@ -136,9 +176,13 @@ class Flows:
             if item and item["kind"]["S"] == kind:
                 return item
             time.sleep(0.02)
-        raise AssertionError(f"no {kind} record {record_id} after {timeout} s; table: {self.items()}")
+        runs = {
+            name: [(e["name"], e["status"]) for e in self.sfn.list_executions(stateMachineArn=arn)["executions"]]
+            for name, arn in self.workflows.items()
+        }
+        raise AssertionError(f"no {kind} record {record_id} after {timeout} s; table: {self.items()}; runs: {runs}")
 
-    def finish(self, execution_arn: str, timeout: float = 15) -> dict[str, Any]:
+    def finish(self, execution_arn: str, timeout: float = 30) -> dict[str, Any]:
         import time
 
         deadline = time.monotonic() + timeout
@@ -161,7 +205,7 @@ class Flows:
     def translate_event(self, job_id: str, status: str) -> None:
         self.put("aws.translate", "Translate TextTranslationJob State Change", {"jobId": job_id, "jobStatus": status})
 
-    def resumer_runs(self, expected: int, timeout: float = 15) -> list[dict[str, Any]]:
+    def resumer_runs(self, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
         """The resumer's executions once ``expected`` of them finished, oldest first."""
         import json
         import time

@@ -232,11 +232,19 @@ def test_resumer_resumes_claims_cleans_up_and_survives_gone_waiters(defaults: An
     assert states["Record completion"]["Arguments"]["ConditionExpression"] == "attribute_not_exists(id)"
     assert states["Record completion"]["Catch"][0]["Next"] == "Get record"
     assert "Send durable callback success" not in states
+    for name in ("Get record", "Claim token record", "Delete token record", "Record completion"):
+        [retry] = states[name]["Retry"]
+        assert "DynamoDb.ProvisionedThroughputExceededException" in retry["ErrorEquals"], name
+    normalize = states["Normalize event"]["Output"]
+    assert '$s = "translate" ?' in normalize
 
 
 def test_durable_branch_only_when_enabled(configured: Any, defaults: Any) -> None:
     [resumer] = [d for k, d in _definitions(configured).items() if k.startswith("CallbackResumer")]
     states = resumer["States"]
+    normalize = states["Normalize event"]["Output"]
+    for namespace in ("translate", "dms", "bedrock-data-automation", "macie", "callback-url"):
+        assert f'$s = "{namespace}" ?' in normalize, f"sources added later must reach the resumer: {namespace}"
     assert (
         states["Send durable callback success"]["Resource"]
         == "arn:aws:states:::aws-sdk:lambda:sendDurableExecutionCallbackSuccess"

@@ -128,8 +128,7 @@ def test_concurrent_duplicates_resume_exactly_once(moto_flows: Any) -> None:
 def test_event_before_token_the_workflow_proceeds_with_the_recorded_result(moto_flows: Any) -> None:
     flows = moto_flows
     # The job finishes while the workflow is between starting it and its wait step.
-    execution = flows.start("TranslateFlow", "fast-1", gap_seconds=2)
-    time.sleep(0.3)
+    execution = flows.start("TranslateFlow", "fast-1", hold=True)
     flows.translate_event("fast-1", "COMPLETED")
     [run] = flows.resumer_runs(1)
     assert run["result"]["result"] == "RECORDED"
@@ -139,6 +138,7 @@ def test_event_before_token_the_workflow_proceeds_with_the_recorded_result(moto_
     assert int(record["ttl"]["N"]) > time.time()
     assert flows.sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
 
+    flows.release("fast-1")
     result = flows.finish(execution)
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"])["job"] == {"jobId": "fast-1", "jobStatus": "COMPLETED"}
@@ -148,14 +148,14 @@ def test_event_before_token_the_workflow_proceeds_with_the_recorded_result(moto_
 
 def test_failure_before_token_fails_the_wait_with_the_recorded_error(moto_flows: Any) -> None:
     flows = moto_flows
-    execution = flows.start("PartnerFlow", "fast-2", gap_seconds=2)
-    time.sleep(0.3)
+    execution = flows.start("PartnerFlow", "fast-2", hold=True)
     flows.put(
         "com.example.partner",
         "Partner Job Finished",
         {"id": "fast-2", "state": "ERROR", "code": "E1", "message": "bad"},
     )
-    flows.resumer_runs(1)
+    assert flows.resumer_runs(1)[0]["result"]["result"] == "RECORDED"
+    flows.release("fast-2")
     output = json.loads(flows.finish(execution)["output"])
     assert output["error"] == {"Error": "E1", "Cause": "bad"}
 
@@ -421,3 +421,53 @@ def test_durable_function_is_resumed_by_the_resumer(moto_flows: Any) -> None:
         finally:
             moto_bridge.route_aws_sdk("lambda", "sendDurableExecutionCallbackSuccess", None)
             moto_bridge.route_aws_sdk("lambda", "sendDurableExecutionCallbackFailure", None)
+
+
+def test_bedrock_data_automation_events_resume_by_detail_type(moto_flows: Any) -> None:
+    """Events shaped like the Bedrock documentation's sample: the status is the detail-type."""
+    flows = moto_flows
+    ok = flows.start("BdaFlow", "25010344-03f7-4167-803a-837afdc7ce98")
+    bad = flows.start("BdaFlow", "bda-2")
+    flows.wait_for_item("bedrock-data-automation#25010344-03f7-4167-803a-837afdc7ce98")
+    flows.wait_for_item("bedrock-data-automation#bda-2")
+    detail = {
+        "job_id": "25010344-03f7-4167-803a-837afdc7ce98",
+        "job_status": "SUCCESS",
+        "semantic_modality": "Document",
+        "output_s3_location": {"s3_bucket": "output-s3-bucket-name", "name": "key"},
+        "error_message": "",
+    }
+    flows.put("aws.bedrock", "Bedrock Data Automation Job Created", {**detail, "job_status": "CREATED"})
+    flows.put("aws.bedrock", "Bedrock Data Automation Job Succeeded", detail)
+    flows.put(
+        "aws.bedrock",
+        "Bedrock Data Automation Job Failed With Client Error",
+        {"job_id": "bda-2", "job_status": "CLIENT_ERROR", "error_message": "unsupported file type"},
+    )
+    assert json.loads(flows.finish(ok)["output"])["job"] == detail
+    error = json.loads(flows.finish(bad)["output"])["error"]
+    assert error == {
+        "Error": "bedrock-data-automation.Bedrock Data Automation Job Failed With Client Error",
+        "Cause": "unsupported file type",
+    }
+    assert len(flows.resumer_runs(2)) == 2, "the 'Job Created' event is filtered out by the rule"
+
+
+def test_dms_replication_task_events_resume_by_task_arn(moto_flows: Any) -> None:
+    """Events shaped like DMS's: the job id is the task ARN in ``resources``."""
+    flows = moto_flows
+    task = "arn:aws:dms:us-east-1:123456789012:task:ABCDEFGHIJKLMNOP"
+    execution = flows.start("DmsFlow", task)
+    flows.wait_for_item(f"dms#{task}")
+    detail = {
+        "type": "REPLICATION_TASK",
+        "category": "StateChange",
+        "eventType": "REPLICATION_TASK_STOPPED",
+        "detailMessage": "Stop Reason FULL_LOAD_ONLY_FINISHED",
+    }
+    flows.put(
+        "aws.dms", "DMS Replication Task State Change", {**detail, "eventType": "REPLICATION_TASK_STARTED"}, [task]
+    )
+    flows.put("aws.dms", "DMS Replication Task State Change", detail, [task])
+    assert json.loads(flows.finish(execution)["output"])["job"] == detail
+    assert [run["result"]["result"] for run in flows.resumer_runs(1)] == ["RESUMED"]

@@ -158,6 +158,20 @@ def resumer_definition(
             "JitterStrategy": "FULL",
         }
     ]
+    retry_dynamodb = [
+        {
+            "ErrorEquals": [
+                "DynamoDb.ProvisionedThroughputExceededException",
+                "DynamoDb.RequestLimitExceededException",
+                "DynamoDb.ThrottlingException",
+                "DynamoDb.InternalServerErrorException",
+            ],
+            "IntervalSeconds": 1,
+            "MaxAttempts": 4,
+            "BackoffRate": 2,
+            "JitterStrategy": "FULL",
+        }
+    ]
     states: dict[str, Any] = {
         "Normalize event": {"Type": "Pass", "Output": None, "Next": "Job finished?"},
         "Job finished?": {
@@ -171,6 +185,7 @@ def resumer_definition(
             "Resource": DDB_GET,
             "Arguments": {"TableName": table_name, "Key": key, "ConsistentRead": True},
             "Output": "{% {'job': $states.input.job, 'record': $states.result.Item} %}",
+            "Retry": retry_dynamodb,
             "Next": "Waiter parked?",
         },
         "Waiter parked?": {
@@ -206,6 +221,7 @@ def resumer_definition(
                 },
             },
             "Output": "{% $states.input %}",
+            "Retry": retry_dynamodb,
             "Catch": [
                 {"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Next": "Duplicate event", "Output": "{% $states.input %}"}
             ],
@@ -258,6 +274,7 @@ def resumer_definition(
                 },
             },
             "Output": "{% $states.input %}",
+            "Retry": retry_dynamodb,
             "Catch": [{"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Next": "Resumed", "Output": "{% $states.input %}"}],
             "Next": "Resumed",
         },
@@ -285,6 +302,7 @@ def resumer_definition(
                 "ConditionExpression": "attribute_not_exists(id)",
             },
             "Output": "{% $states.input %}",
+            "Retry": retry_dynamodb,
             # A waiter parked (or a duplicate recorded) between our read and our write: read again.
             "Catch": [
                 {

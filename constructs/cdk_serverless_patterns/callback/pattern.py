@@ -298,7 +298,10 @@ class CallbackPattern(Construct):
             job_id_path: Where the job id is in the state input, e.g. ``"$.JobId"``.
             timeout: How long to wait at most (required: a wait must never last forever). At
                 least 1 second, at most 365 days.
-            heartbeat: Optional heartbeat interval; must be shorter than ``timeout``.
+            heartbeat: Optional heartbeat interval; must be shorter than ``timeout``. The wait then
+                fails with ``States.HeartbeatTimeout`` unless something calls SendTaskHeartbeat
+                with the parked token (``taskToken`` in the token record) within each interval;
+                job sources do not send heartbeats.
             result_path: Where the job's output goes in the state. Default: ``"$.job"``.
                 ``"$"`` replaces the state; ``None`` keeps the input unchanged.
             callback_secret_path: For callback URLs: where the per-job secret is in the state

@@ -142,6 +142,13 @@ def test_nag_packs_pass_with_defaults_and_fully_configured(assembly: Any) -> Non
     assert not assembly.nag_findings, format_table(assembly.nag_findings)
 
 
+def test_cfn_lint_finds_no_error(assembly: Any) -> None:
+    from cdk_serverless_patterns.testing.checks import cfn_lint_findings, format_table
+
+    findings = [f for f in cfn_lint_findings(assembly.templates) if f.severity == "error"]
+    assert not findings, format_table(findings)
+
+
 def test_token_table_key_ttl_encryption_pitr_on_demand(defaults: Any, configured: Any) -> None:
     from aws_cdk.assertions import Match
 

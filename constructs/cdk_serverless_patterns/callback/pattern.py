@@ -18,7 +18,6 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -31,7 +30,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from cdk_serverless_patterns.callback import asl
 from cdk_serverless_patterns.callback.sources import JobSource, is_path, jsonata_path
-from cdk_serverless_patterns.core import PropError, PropErrors, acknowledge
+from cdk_serverless_patterns.core import PropError, PropErrors, acknowledge, alarm_on_any, dead_letter_queue
 from constructs import Construct
 
 #: Standard workflows run at most a year; a wait longer than that can never be resumed.
@@ -120,18 +119,8 @@ class CallbackPattern(Construct):
         )
         self._event_bus = event_bus or events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
 
-        self._dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self._dead_letter_queue,
-            "This queue is itself the dead-letter queue of the EventBridge rule targets; it needs no DLQ.",
-            "AwsSolutions-SQS3",
-            "Serverless-SQSRedrivePolicy",
+        self._dead_letter_queue = dead_letter_queue(
+            self, "DeadLetterQueue", dead_letter_of="the EventBridge rule targets that start the callback resumer"
         )
 
         log_group = logs.LogGroup(self, "ResumerLogs", retention=log_retention, removal_policy=removal_policy)
@@ -172,42 +161,30 @@ class CallbackPattern(Construct):
         )
 
         self._alarms = [
-            cloudwatch.Alarm(
+            alarm_on_any(
                 self,
                 "ResumerFailedAlarm",
-                alarm_description="The callback resumer failed: a workflow may not have been resumed",
                 metric=self._resumer.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                description="The callback resumer failed: a workflow may not have been resumed",
+                alarm_topic=alarm_topic,
             ),
-            cloudwatch.Alarm(
+            alarm_on_any(
                 self,
                 "ResumerTimedOutAlarm",
-                alarm_description="The callback resumer timed out: a workflow may not have been resumed",
                 metric=self._resumer.metric_timed_out(period=cdk.Duration.minutes(5), statistic="Sum"),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                description="The callback resumer timed out: a workflow may not have been resumed",
+                alarm_topic=alarm_topic,
             ),
-            cloudwatch.Alarm(
+            alarm_on_any(
                 self,
                 "DeadLetterQueueAlarm",
-                alarm_description="Completion events could not be delivered to the callback resumer",
                 metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=cdk.Duration.minutes(5), statistic="Maximum"
                 ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                description="Completion events could not be delivered to the callback resumer",
+                alarm_topic=alarm_topic,
             ),
         ]
-        if alarm_topic:
-            for alarm in self._alarms:
-                alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
 
         for source in sources:
             self._register(source)

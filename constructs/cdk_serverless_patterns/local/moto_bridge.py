@@ -27,7 +27,11 @@ never by changing what a construct synthesizes:
    ``.waitForTaskToken`` tasks waiting (until their timeout) and still accepting their tokens;
    Step Functions closes them. The bridge interrupts them, so that a later SendTaskSuccess fails
    (``TaskDoesNotExist``) as it does in AWS.
-7. **TTL** never runs in moto: :func:`expire_items` deletes what DynamoDB TTL would.
+7. **Concurrent executions.** moto's ASL preprocessor keeps its query-language scope stack in a
+   class attribute shared by every parse, so two executions that start at once (one parsing a
+   JSONata state while the other parses a JSONPath one) can fail to parse and hang as RUNNING;
+   the bridge gives each parse its own stack.
+8. **TTL** never runs in moto: :func:`expire_items` deletes what DynamoDB TTL would.
 
 :func:`deploy_template` creates the resources of a synthesized stack that these flows need
 (DynamoDB tables, SQS queues, state machines, EventBridge rules) in moto, resolving the
@@ -61,6 +65,7 @@ def install() -> None:
         _install_send_task_failure_cause()
         _install_parallel_states_errors()
         _install_stop_closes_waiting_tasks()
+        _install_preprocessor_scope_per_parse()
         _INSTALLED = True
 
 
@@ -241,7 +246,20 @@ def _install_stop_closes_waiting_tasks() -> None:
     setattr(Execution, "stop", stop)  # noqa: B010
 
 
-# --------------------------------------------------------------------------- 7. TTL
+# --------------------------------------------------------------------------- 7. concurrent parses
+def _install_preprocessor_scope_per_parse() -> None:
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = Preprocessor.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._query_language_per_scope = []
+
+    setattr(Preprocessor, "__init__", init)  # noqa: B010
+
+
+# --------------------------------------------------------------------------- 8. TTL
 def expire_items(dynamodb: Any, table_name: str, *, now: float | None = None, attribute: str = "ttl") -> list[str]:
     """Deletes the items whose TTL attribute lies in the past, as DynamoDB TTL would; returns
     their ids."""

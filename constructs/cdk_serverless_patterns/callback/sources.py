@@ -135,7 +135,9 @@ class JobSource:
         """AWS DMS replication tasks (``StartReplicationTask``); the job id is the task ARN.
 
         A full-load task stops when it finishes (``REPLICATION_TASK_STOPPED``); a failure is
-        ``REPLICATION_TASK_FAILED``. The task ARN is reused by every run of the task: one wait at a
+        ``REPLICATION_TASK_FAILED``. A task stopped by hand also reports ``REPLICATION_TASK_STOPPED``
+        (its ``detailMessage`` gives the stop reason, in the output), and a CDC task never stops by
+        itself: wait on full-load tasks. The task ARN is reused by every run of the task: one wait at a
         time per task (a second waiter fails with ``CallbackPattern.JobAlreadyAwaited``).
         """
         return cls(

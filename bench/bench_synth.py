@@ -31,8 +31,10 @@ FUNCTIONS = 6
 
 
 def first_asset() -> str:
+    """An asset without requirements: bundling is pip's time, not the library's."""
     root = Path(__file__).resolve().parent.parent / "lambda_src"
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))[0]
+    plain = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    return sorted(name for name in plain if not (root / name / "requirements.txt").exists())[0]
 
 
 ASSET = first_asset()

@@ -306,25 +306,29 @@ def test_circuit_breaker_assertions_follow_the_schedule_to_the_fallback(
     assert answer == {"orderId": cb.ORDER["orderId"], "status": "queued"}
     assert _depends_on(all_calls, order_id) == [opened_id]  # only once the circuit is OPEN
 
-    # The assertion provider may make these calls (aws_api_call adds the policy for service:api).
-    Template.from_json(template).has_resource_properties(
-        "AWS::IAM::Role",
-        {
-            "Policies": Match.array_with(
-                [
-                    Match.object_like(
-                        {
-                            "PolicyDocument": {
-                                "Statement": Match.array_with(
-                                    [Match.object_like({"Action": ["dynamodb:GetItem"], "Effect": "Allow"})]
-                                )
-                            }
-                        }
-                    )
-                ]
-            )
+
+def test_assertion_providers_may_make_their_calls(integ_assemblies: dict[str, CheckedAssembly]) -> None:
+    """Each API call's IAM action is granted to the assertion providers (else the call fails in the account)."""
+    needed = {
+        "integ_callback": {
+            "events:PutEvents",
+            "dynamodb:GetItem",
+            "states:StartExecution",
+            "states:DescribeExecution",
+            "s3:PutObject",
         },
-    )
+        "integ_circuit_breaker": {"lambda:InvokeFunction", "dynamodb:GetItem"},
+    }
+    for module, assembly in integ_assemblies.items():
+        granted: set[str] = set()
+        for resource in assembly.templates[ASSERTION_STACKS[module]]["Resources"].values():
+            if resource["Type"] == "AWS::IAM::Role":
+                for policy in resource["Properties"].get("Policies", []):
+                    for statement in policy["PolicyDocument"]["Statement"]:
+                        if statement["Effect"] == "Allow":
+                            actions = statement["Action"]
+                            granted.update([actions] if isinstance(actions, str) else actions)
+        assert needed[module] <= granted, f"{module}: not granted {needed[module] - granted}"
 
 
 def test_callback_assertions_drive_the_three_paths(integ_assemblies: dict[str, CheckedAssembly]) -> None:

@@ -39,14 +39,21 @@ SDK_CALL = "Custom::DeployAssert@SdkCall"
 
 @pytest.fixture(scope="module")
 def integ_assemblies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckedAssembly]:
-    """Both integ apps synthesized once, in this process, with the cdk-nag packs."""
+    """Both integ apps synthesized once, in this process, with the cdk-nag packs.
+
+    With the variables the CDK CLI (and so the integ-runner) sets for an app, so that the apps are
+    tested as the runner would synthesize them.
+    """
     import integ_callback  # integ/ is on sys.path (tests/conftest.py)
     import integ_circuit_breaker
 
-    return {
-        module.__name__: synth_with_checks(module.build_app(outdir=str(tmp_path_factory.mktemp(module.__name__))))
-        for module in (integ_callback, integ_circuit_breaker)
-    }
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+        env.setenv("CDK_DEFAULT_REGION", "us-east-1")
+        return {
+            module.__name__: synth_with_checks(module.build_app(outdir=str(tmp_path_factory.mktemp(module.__name__))))
+            for module in (integ_callback, integ_circuit_breaker)
+        }
 
 
 def _sdk_calls(template: Mapping[str, Any], service: str, api: str) -> dict[str, dict[str, Any]]:
@@ -155,6 +162,19 @@ def test_integ_manifest_registers_the_test_cases(integ_assemblies: dict[str, Che
         assert case["stacks"] == TEST_CASE_STACKS[module]
         assert case["assertionStack"] == ASSERTION_STACKS[module]
         assert set(assembly.templates) == {*TEST_CASE_STACKS[module], ASSERTION_STACKS[module]}
+
+
+def test_all_stacks_share_one_environment(integ_assemblies: dict[str, CheckedAssembly]) -> None:
+    """The assertion stack refers to the test cases' resources: CDK allows that only within one environment."""
+    for module, assembly in integ_assemblies.items():
+        manifest = json.loads((assembly.outdir / "manifest.json").read_text())
+        environments = {
+            artifact["displayName"]: artifact["environment"]
+            for artifact in manifest["artifacts"].values()
+            if artifact["type"] == "aws:cloudformation:stack"
+        }
+        assert len(environments) == len(TEST_CASE_STACKS[module]) + 1
+        assert set(environments.values()) == {"aws://unknown-account/unknown-region"}, environments
 
 
 def test_test_case_stacks_are_the_sample_stacks(

@@ -9,8 +9,12 @@ normalized snapshot per stack shows any change.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +22,13 @@ from aws_cdk.assertions import Match, Template
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from cdk_serverless_patterns.testing import normalize_template
-from cdk_serverless_patterns.testing.checks import CheckedAssembly, cfn_lint_findings, format_table, synth_with_checks
+from cdk_serverless_patterns.testing.checks import (
+    CheckedAssembly,
+    cfn_lint_findings,
+    format_table,
+    read_templates,
+    synth_with_checks,
+)
 
 # One integ app per pattern: (module in integ/, test-case stack -> the sample app's stack it must equal).
 APPS = {
@@ -35,6 +45,8 @@ TEST_CASE_STACKS = {
     "integ_circuit_breaker": ["IntegServerlessPatternsCircuitBreaker"],
 }
 SDK_CALL = "Custom::DeployAssert@SdkCall"
+ROOT = Path(__file__).resolve().parent.parent
+CLI = ROOT / "node_modules" / "aws-cdk" / "bin" / "cdk"
 
 
 @pytest.fixture(scope="module")
@@ -486,6 +498,48 @@ def test_waits_fit_in_a_custom_resource(integ_assemblies: dict[str, CheckedAssem
             assert retry, f"{module} {logical_id}: no retry in {definition[:300]}"
             interval, attempts = int(retry.group(1)), int(retry.group(2))
             assert interval * attempts < 3600, f"{module} {logical_id}: waits {interval * attempts} s"
+
+
+def test_pinned_cdk_cli_synthesizes_the_apps_as_the_runner_would(
+    integ_assemblies: dict[str, CheckedAssembly], tmp_path: Path
+) -> None:
+    """The integ-runner runs each file through the CDK toolkit as ``python integ/integ_<pattern>.py``: the
+    pinned CLI does the same, and its templates are the ones the other tests check."""
+    assert CLI.exists(), "the pinned CDK CLI is missing: npm ci (make test installs it)"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")
+    }
+    runs = {
+        module: subprocess.Popen(
+            [str(CLI), "synth", "--app", f"python integ/{module}.py", "-o", str(tmp_path / module), "--quiet"],
+            cwd=ROOT,
+            env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for module in sorted(APPS)
+    }
+    for module, run in runs.items():
+        output, _ = run.communicate(timeout=240)
+        assert run.returncode == 0, f"cdk synth of integ/{module}.py failed:\n{output[-3000:]}"
+        cli_templates = read_templates(tmp_path / module)
+        assert set(cli_templates) == set(integ_assemblies[module].templates)
+        for name, template in cli_templates.items():
+            expected = integ_assemblies[module].templates[name]
+            assert _comparable(template) == _comparable(expected), name
+
+
+def _comparable(template: dict[str, Any]) -> dict[str, Any]:
+    """Without the salt and the metadata the CLI turns on (construct paths, asset paths of this machine)."""
+    result = normalize_template(_without_salt(template))
+    for resource in result["Resources"].values():
+        metadata = {
+            k: v for k, v in resource.pop("Metadata", {}).items() if not k.startswith(("aws:cdk:", "aws:asset:"))
+        }
+        if metadata:
+            resource["Metadata"] = metadata
+    return result
 
 
 # ---------------------------------------------------------------------------------- snapshots

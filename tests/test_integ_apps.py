@@ -166,6 +166,11 @@ def _resources_without_stack_ids(template: Mapping[str, Any]) -> Any:
 
 
 # ---------------------------------------------------------------------------------- test cases
+def test_every_integ_app_is_covered_here() -> None:
+    """A new integ/integ_<pattern>.py joins APPS (and gets these checks and its snapshots)."""
+    assert {path.stem for path in (ROOT / "integ").glob("integ_*.py")} == set(APPS)
+
+
 def test_integ_manifest_registers_the_test_cases(integ_assemblies: dict[str, CheckedAssembly]) -> None:
     """integ.json (what the integ-runner reads) lists the test-case stacks and the assertion stack."""
     for module, assembly in integ_assemblies.items():

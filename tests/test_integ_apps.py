@@ -308,6 +308,91 @@ def test_circuit_breaker_assertions_open_the_probe_circuit(integ_assemblies: dic
     assert _depends_on(all_calls, stored_id) == [order[-1]]
 
 
+def _matcher(encoded: Any) -> Any:
+    """An integ-tests expected result as the aws-cdk-lib matcher its assertion provider builds from it."""
+    from aws_cdk.assertions import Match as CdkMatch
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, list):
+            return [convert(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, inner),) = value.items()
+            makers = {
+                "$ObjectLike": CdkMatch.object_like,
+                "$ArrayWith": CdkMatch.array_with,
+                "$SerializedJson": CdkMatch.serialized_json,
+                "$StringLike": CdkMatch.string_like_regexp,
+            }
+            if key in makers:
+                return makers[key](convert(inner))
+        return {key: convert(item) for key, item in value.items()}
+
+    converted = convert(encoded)
+    return converted if hasattr(converted, "test") else CdkMatch.exact(converted)
+
+
+def _assert_matches(encoded: Any, actual: Any) -> None:
+    result = _matcher(encoded).test(actual)
+    result.finished()
+    assert not result.has_failed(), result.render_mismatch()
+
+
+def test_circuit_breaker_expectations_hold_for_the_real_health_checker(
+    integ_assemblies: dict[str, CheckedAssembly], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The health checker's own code, on moto, answers and writes what the assertions expect, in order."""
+    import importlib.util
+    import socket
+
+    import boto3
+    import integ_circuit_breaker as cb
+    from moto import mock_aws
+
+    template = integ_assemblies["integ_circuit_breaker"].templates[ASSERTION_STACKS["integ_circuit_breaker"]]
+    all_calls = _all_sdk_calls(template)
+    invokes = _sdk_calls(template, "Lambda", "invoke")
+    checks = {k: v for k, v in invokes.items() if json.loads(v["parameters"]["Payload"]) == cb.probe_circuit_config()}
+    (stored,) = [
+        v
+        for v in _sdk_calls(template, "DynamoDB", "getItem").values()
+        if v["parameters"]["Key"] == {"circuitId": {"S": cb.PROBE_CIRCUIT}}
+    ]
+
+    real_getaddrinfo = socket.getaddrinfo
+
+    def offline_dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".invalid"):  # RFC 6761: never resolves; answered here without a DNS query
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline_dns)
+    monkeypatch.setenv("CIRCUIT_BREAKER_TABLE", "integ-circuit-state")
+    path = ROOT / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
+    spec = importlib.util.spec_from_file_location("integ_health_checker_under_test", path)
+    assert spec and spec.loader
+    checker = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, checker)  # its dataclasses look their module up
+    spec.loader.exec_module(checker)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName="integ-circuit-state",
+            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for logical_id in _ordered(checks, all_calls=all_calls):
+            event = json.loads(checks[logical_id]["parameters"]["Payload"])
+            answer = checker.handler(event, None)
+            # What Lambda's Invoke returns for it (the provider turns the payload bytes into a string).
+            _assert_matches(checks[logical_id]["expected"], {"StatusCode": 200, "Payload": json.dumps(answer)})
+        item = dynamodb.get_item(**{**stored["parameters"], "TableName": "integ-circuit-state"})
+        item.pop("ResponseMetadata")
+        _assert_matches(stored["expected"], item)
+
+
 def test_circuit_breaker_assertions_follow_the_schedule_to_the_fallback(
     integ_assemblies: dict[str, CheckedAssembly],
 ) -> None:

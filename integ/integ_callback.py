@@ -13,8 +13,11 @@ Two test-case stacks:
 
   1. *wait, then event*: the workflow parks its task token (asserted in the token table), the
      completion event arrives, the workflow succeeds with the event's detail;
-  2. *event, then wait* (a fast job): the completion is recorded first (asserted in the table),
-     the workflow started afterwards finds it and succeeds at once;
+  2. *event before the wait step* (a fast job): the workflow starts, and while it still runs the
+     work before its wait step (a ``Wait`` state of ``delaySeconds``), the completion event arrives
+     and is recorded (asserted in the table); the wait step finds it and succeeds at once. (An event
+     from *before* the execution started is a stale one of an earlier job with the same id, which
+     the pattern drops by design: the event must follow the start.)
   3. *failure*: a ``FAILED`` event fails the parked workflow with ``integ.FAILED``.
 
 Run it against an account with ``npx integ-runner --language python --directory integ`` once a
@@ -47,11 +50,14 @@ PROBE_NAMESPACE = "integ"
 JOB_WAIT_FIRST = "integ-wait-then-event"
 JOB_EVENT_FIRST = "integ-event-then-wait"
 JOB_FAILED = "integ-failed-job"
+#: How long the probe workflow of path 2 works before its wait step: the event arrives in between.
+EARLY_EVENT_DELAY_SECONDS = 120
 TRANSLATE_INPUT_KEY = "input/integ.txt"
 
 
 class CallbackProbeStack(cdk.Stack):
-    """A CallbackPattern with a job source the test can put events for, and a workflow that only waits."""
+    """A CallbackPattern with a job source the test can put events for, and a workflow that only waits
+    (after ``delaySeconds`` of its input, standing in for the work between starting a job and waiting)."""
 
     def __init__(self, scope: Construct, id: str, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
@@ -72,7 +78,11 @@ class CallbackProbeStack(cdk.Stack):
         self.workflow = sfn.StateMachine(
             self,
             "Workflow",
-            definition_body=sfn.DefinitionBody.from_chainable(wait.next(sfn.Succeed(self, "Done"))),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                sfn.Wait(self, "Job running", time=sfn.WaitTime.seconds_path("$.delaySeconds"))
+                .next(wait)
+                .next(sfn.Succeed(self, "Done"))
+            ),
             tracing_enabled=True,
             logs=sfn.LogOptions(
                 destination=logs.LogGroup(
@@ -156,7 +166,7 @@ def add_probe_assertions(integ: IntegTest, probe: CallbackProbeStack) -> list[IA
     quick = {"total_timeout": cdk.Duration.minutes(5), "interval": cdk.Duration.seconds(5)}
 
     # 1. The workflow parks its token first; the event resumes it with the event's detail.
-    start = _start(integ, probe.workflow, {"jobId": JOB_WAIT_FIRST})
+    start = _start(integ, probe.workflow, {"jobId": JOB_WAIT_FIRST, "delaySeconds": 0})
     start.next(_record(integ, probe, JOB_WAIT_FIRST, "token")).next(_put_job_event(integ, JOB_WAIT_FIRST, "SUCCEEDED"))
     done = _execution_ends(
         integ,
@@ -171,10 +181,11 @@ def add_probe_assertions(integ: IntegTest, probe: CallbackProbeStack) -> list[IA
     )
     finals.append(done)
 
-    # 2. The event comes first (a fast job): the completion is recorded, the later wait finds it.
-    early = _put_job_event(integ, JOB_EVENT_FIRST, "SUCCEEDED")
-    late_start = _start(integ, probe.workflow, {"jobId": JOB_EVENT_FIRST})
-    early.next(_record(integ, probe, JOB_EVENT_FIRST, "completion")).next(late_start)
+    # 2. The event comes before the wait step (a fast job): the completion is recorded, the wait finds it.
+    late_start = _start(integ, probe.workflow, {"jobId": JOB_EVENT_FIRST, "delaySeconds": EARLY_EVENT_DELAY_SECONDS})
+    late_start.next(_put_job_event(integ, JOB_EVENT_FIRST, "SUCCEEDED")).next(
+        _record(integ, probe, JOB_EVENT_FIRST, "completion")
+    )
     finals.append(
         _execution_ends(
             integ,
@@ -185,7 +196,7 @@ def add_probe_assertions(integ: IntegTest, probe: CallbackProbeStack) -> list[IA
     )
 
     # 3. A failure status fails the parked workflow with "<namespace>.<status>".
-    failing = _start(integ, probe.workflow, {"jobId": JOB_FAILED})
+    failing = _start(integ, probe.workflow, {"jobId": JOB_FAILED, "delaySeconds": 0})
     failing.next(_record(integ, probe, JOB_FAILED, "token")).next(_put_job_event(integ, JOB_FAILED, "FAILED"))
     finals.append(_execution_ends(integ, failing, {"status": "FAILED", "error": f"{PROBE_NAMESPACE}.FAILED"}, **quick))
     return finals

@@ -626,7 +626,7 @@ def test_callback_probe_assertions_pass_on_moto(integ_assemblies: dict[str, Chec
                     execution_input = json.loads(parameters["input"])
                     if execution_input.get("delaySeconds") == cb.EARLY_EVENT_DELAY_SECONDS:
                         # The account's 2 minutes of "work" before the wait step, shortened offline.
-                        parameters["input"] = json.dumps({**execution_input, "delaySeconds": 3})
+                        parameters["input"] = json.dumps({**execution_input, "delaySeconds": 6})
                 deadline = time.monotonic() + (30 if "stateMachineArn" in call else 0)
                 while not stop.is_set():
                     response = json.loads(json.dumps(getattr(client, api)(**parameters), default=str))

@@ -26,6 +26,8 @@ from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing import DurableFunctionTestRunner
 from moto import mock_aws
 
+from cdk_serverless_patterns.testing.moto import create_callback_table
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambda_src" / "callback_durable"))
 durable_callback = importlib.import_module("durable_callback")
@@ -110,12 +112,7 @@ class World:
 def world() -> Iterator[World]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_callback_table(dynamodb, TABLE)
         yield World(dynamodb, RunnerCallbacks())
 
 

@@ -23,6 +23,8 @@ from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing import DurableFunctionTestRunner
 from moto import mock_aws
 
+from cdk_serverless_patterns.testing.moto import create_callback_table
+
 ROOT = Path(__file__).resolve().parent.parent
 for asset in ("callback_durable", "callback_url"):
     sys.path.insert(0, str(ROOT / "lambda_src" / asset))
@@ -37,12 +39,7 @@ SECRET = "c0ffee-per-job"
 def aws() -> Iterator[dict[str, Any]]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_callback_table(dynamodb, TABLE)
         events = boto3.client("events", region_name=REGION)
         events.create_event_bus(Name=BUS)
         sqs = boto3.client("sqs", region_name=REGION)

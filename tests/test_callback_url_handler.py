@@ -23,6 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from cdk_serverless_patterns.testing.moto import create_callback_table
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambda_src" / "callback_url"))
 cbh = importlib.import_module("callback_url_handler")
@@ -82,12 +84,7 @@ class World:
 def world() -> Iterator[World]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_callback_table(dynamodb, TABLE)
         events = boto3.client("events", region_name=REGION)
         events.create_event_bus(Name=BUS)
         sqs = boto3.client("sqs", region_name=REGION)

@@ -7,7 +7,6 @@ downstream service is a real HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 import time
@@ -20,6 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from cdk_serverless_patterns.testing.moto import create_circuit_table, load_runtime_module
+
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "circuit-state"
 sys.path.insert(0, str(ROOT / "lambda_src" / "circuit_breaker_extension" / "python"))
@@ -27,18 +28,9 @@ sys.path.insert(0, str(ROOT / "lambda_src" / "circuit_breaker_extension" / "pyth
 from circuit_breaker_ext.config import Settings  # noqa: E402
 from circuit_breaker_ext.store import CircuitStore  # noqa: E402
 
-
-def _load_checker() -> Any:
-    path = ROOT / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
-    spec = importlib.util.spec_from_file_location("circuit_breaker_health_checker_contract_test", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-hc = _load_checker()
+hc = load_runtime_module(
+    "circuit_breaker_health_checker", "health_checker", name="circuit_breaker_health_checker_contract_test"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +59,7 @@ def service() -> Iterator[dict[str, Any]]:
 def table() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_circuit_table(client, TABLE)
         yield client
 
 

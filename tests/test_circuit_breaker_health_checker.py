@@ -7,9 +7,7 @@ through an EventBridge rule delivering to an SQS queue, as a subscriber would re
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,21 +19,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from cdk_serverless_patterns.testing.moto import create_circuit_table, load_runtime_module
+
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "circuit-state"
 
 
-def _load_checker() -> Any:
-    path = ROOT / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
-    spec = importlib.util.spec_from_file_location("circuit_breaker_health_checker_under_test", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-hc = _load_checker()
+hc = load_runtime_module(
+    "circuit_breaker_health_checker", "health_checker", name="circuit_breaker_health_checker_under_test"
+)
 
 
 class Downstream:
@@ -113,12 +105,7 @@ def aws_resources() -> Iterator[dict[str, Any]]:
     """moto started once for the module: the table, and a rule delivering circuit events to a queue."""
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_circuit_table(dynamodb, TABLE)
         events = boto3.client("events", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="circuit-events")["QueueUrl"]

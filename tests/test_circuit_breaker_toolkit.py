@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from cdk_serverless_patterns.testing.moto import create_circuit_table
 from cdk_serverless_patterns.toolkit import circuit
 from cdk_serverless_patterns.toolkit.cli import main
 
@@ -25,12 +26,7 @@ TABLE = "circuit-state"
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_circuit_table(client, TABLE)
         put(client, "payments", "OPEN", 4, consecutiveFailures=3, updatedBy="health-checker", reason="3 failures")
         put(client, "inventory", "CLOSED", 9)
         yield client
@@ -220,12 +216,7 @@ def test_the_console_script_against_a_moto_server() -> None:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         client = boto3.client("dynamodb", region_name="eu-west-1", endpoint_url=endpoint)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_circuit_table(client, TABLE)
         put(client, "payments", "CLOSED", 1)
         script = Path(sys.executable).parent / "serverless-patterns"
         common = ["--table", TABLE, "--region", "eu-west-1", "--endpoint-url", endpoint]

@@ -37,6 +37,8 @@ from typing import Any
 
 import boto3
 
+from cdk_serverless_patterns.testing.moto import create_circuit_table
+
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "lambda_src" / "circuit_breaker_extension"
 LAYER_PYTHON = LAYER / "python"
@@ -134,12 +136,7 @@ class MotoServer:
         return boto3.client("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1")
 
     def create_table(self) -> None:
-        self.dynamodb().create_table(
-            TableName=self.table,
-            KeySchema=[{"AttributeName": "circuitId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "circuitId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_circuit_table(self.dynamodb(), self.table)
 
     def put_circuit(self, circuit_id: str, state: str, version: int, **extra: int | str) -> None:
         item: dict[str, Any] = {

@@ -1,0 +1,63 @@
+"""moto helpers for testing the patterns' runtime code: the tables the constructs create, and the
+Lambda modules under ``lambda_src/``. Imports neither aws_cdk nor moto: pass in a boto3 client that
+points at moto (``mock_aws`` or a moto server).
+
+The key schemas here are the constructs' own; ``tests/test_testing_moto.py`` checks them against the
+synthesized templates, so a test built on them sees the table the construct deploys.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from types import ModuleType
+from typing import Any
+
+from cdk_serverless_patterns._paths import asset_path
+
+#: CallbackPattern's token table: partition key ``id`` (``"<namespace>#<jobId>"``), TTL on ``ttl``.
+CALLBACK_TABLE_KEY = "id"
+CALLBACK_TABLE_TTL_ATTRIBUTE = "ttl"
+#: CircuitBreaker's state table: one item per circuit, partition key ``circuitId``.
+CIRCUIT_TABLE_KEY = "circuitId"
+
+
+def _create_table(dynamodb: Any, table_name: str, key: str) -> None:
+    dynamodb.create_table(
+        TableName=table_name,
+        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def create_callback_table(dynamodb: Any, table_name: str) -> None:
+    """Creates CallbackPattern's token table (key and TTL as deployed) with ``dynamodb``, a boto3 client."""
+    _create_table(dynamodb, table_name, CALLBACK_TABLE_KEY)
+    dynamodb.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": CALLBACK_TABLE_TTL_ATTRIBUTE},
+    )
+
+
+def create_circuit_table(dynamodb: Any, table_name: str) -> None:
+    """Creates CircuitBreaker's state table (key as deployed) with ``dynamodb``, a boto3 client."""
+    _create_table(dynamodb, table_name, CIRCUIT_TABLE_KEY)
+
+
+def load_runtime_module(asset: str, module: str, *, name: str | None = None) -> ModuleType:
+    """Loads ``lambda_src/<asset>/<module>.py`` (from the checkout or the installed wheel) as a fresh module.
+
+    ``name`` is the key in ``sys.modules`` (default ``<asset>.<module>``); give a distinct name to get
+    an independent copy, for example to test two execution environments.
+    """
+    path = asset_path(asset) / f"{module.replace('.', '/')}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no module {module!r} in Lambda asset {asset!r} ({path})")
+    spec = importlib.util.spec_from_file_location(name or f"{asset}.{module}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded

@@ -62,6 +62,9 @@ def test_unresolved_durations_are_left_to_cloudformation() -> None:
     stack = cdk.Stack()
     param = cdk.CfnParameter(stack, "Seconds", type="Number")
     errors = PropErrors("Thing")
+    assert cdk.Token.is_unresolved(cdk.Duration.millis(param.value_as_number).to_milliseconds())
+    assert errors.duration_between(cdk.Duration.millis(param.value_as_number), "ttl", minimum=cdk.Duration.seconds(1))
+    assert errors.duration_between(cdk.Duration.millis(param.value_as_number), "ttl", maximum=cdk.Duration.seconds(1))
     assert errors.duration_between(
         cdk.Duration.seconds(param.value_as_number), "timeout", maximum=cdk.Duration.hours(1)
     )

@@ -68,7 +68,7 @@ class PropErrors:
             millis = value.to_milliseconds()  # to_seconds() refuses sub-second durations
         except RuntimeError:  # a token in another unit cannot be converted: CloudFormation checks it
             return True
-        if cdk.Token.is_unresolved(millis):
+        if millis < 0:  # a number token encodes as a large negative double; real durations are never negative
             return True
         low = minimum.to_milliseconds() if minimum else None
         high = maximum.to_milliseconds() if maximum else None

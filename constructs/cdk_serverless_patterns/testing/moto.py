@@ -8,6 +8,7 @@ synthesized templates, so a test built on them sees the table the construct depl
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from types import ModuleType
@@ -46,12 +47,25 @@ def create_circuit_table(dynamodb: Any, table_name: str) -> None:
 
 
 def load_runtime_module(asset: str, module: str, *, name: str | None = None) -> ModuleType:
-    """Loads ``lambda_src/<asset>/<module>.py`` (from the checkout or the installed wheel) as a fresh module.
+    """Loads a module of ``lambda_src/<asset>`` (from the checkout or the installed wheel) as Lambda would.
 
-    ``name`` is the key in ``sys.modules`` (default ``<asset>.<module>``); give a distinct name to get
-    an independent copy, for example to test two execution environments.
+    - A function asset: ``<asset>/<module>.py`` is loaded as a fresh module. ``name`` is its key in
+      ``sys.modules`` (default ``<asset>.<module>``); give a distinct name to get an independent copy,
+      for example to test two execution environments.
+    - A layer asset (one with a ``python/`` folder, which Lambda puts on ``sys.path`` as
+      ``/opt/python``): that folder goes on ``sys.path`` and ``module`` (dotted, e.g.
+      ``circuit_breaker_ext.config``) is imported from it, so its relative imports work;
+      ``name`` is not accepted.
     """
-    path = asset_path(asset) / f"{module.replace('.', '/')}.py"
+    root = asset_path(asset)
+    layer = root / "python"
+    if layer.is_dir():
+        if name is not None:
+            raise ValueError(f"{asset} is a layer: its modules are imported by their own names")
+        if str(layer) not in sys.path:
+            sys.path.insert(0, str(layer))
+        return importlib.import_module(module)
+    path = root / f"{module.replace('.', '/')}.py"
     if not path.is_file():
         raise FileNotFoundError(f"no module {module!r} in Lambda asset {asset!r} ({path})")
     spec = importlib.util.spec_from_file_location(name or f"{asset}.{module}", path)

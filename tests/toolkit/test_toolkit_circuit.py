@@ -18,7 +18,7 @@ from cdk_serverless_patterns.testing.moto import create_circuit_table
 from cdk_serverless_patterns.toolkit import circuit
 from cdk_serverless_patterns.toolkit.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = "circuit-state"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "node_modules" / "aws-cdk" / "bin" / "cdk"
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None or not CLI.exists(), reason="make test installs them")

@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from cdk_serverless_patterns.testing.moto import create_circuit_table, load_runtime_module
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = "circuit-state"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cdk_serverless_patterns.toolkit.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["synth", "check", "deploy", "demo", "circuit"]
 
 

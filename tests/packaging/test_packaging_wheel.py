@@ -17,7 +17,7 @@ import pytest
 import cdk_serverless_patterns
 from cdk_serverless_patterns.core import lambda_src_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT_ASSETS = ROOT / "lambda_src"
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from cdk_serverless_patterns.testing.moto import create_callback_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lambda_src" / "callback_url"))
 cbh = importlib.import_module("callback_url_handler")
 

@@ -27,7 +27,7 @@ from cdk_serverless_patterns.core import PropError, acknowledge
 from cdk_serverless_patterns.testing import normalize_template
 from cdk_serverless_patterns.testing.checks import cfn_lint_findings, format_table, synth_with_checks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WEB_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/callbacks/0123abcd"
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 DEFAULT, CONFIGURED = "CallbackUrlsDefaults", "CallbackUrlsConfigured"

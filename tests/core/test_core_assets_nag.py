@@ -8,7 +8,7 @@ import pytest
 from cdk_serverless_patterns.core import acknowledge, asset_path, lambda_src_root, rule_id
 from cdk_serverless_patterns.core.assets import AssetNotFoundError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_checkout_finds_lambda_src_of_the_repo() -> None:

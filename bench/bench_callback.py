@@ -124,16 +124,12 @@ def finish(sfn: Any, arn: str, timeout: float = 60) -> dict[str, Any]:
 
 
 def main() -> int:
-    import boto3
-    from moto import mock_aws
-
-    from cdk_serverless_patterns.local import moto_bridge
+    from cdk_serverless_patterns.local import emulator
 
     template = build()
-    moto_bridge.install()
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        session = boto3.Session(region_name="us-east-1")
-        deployment = moto_bridge.deploy_template(template, session)
+    with emulator() as aws:
+        session = aws.session
+        deployment = aws.deploy(template)
         sfn = session.client("stepfunctions")
         events = session.client("events")
         dynamodb = session.client("dynamodb")

@@ -14,7 +14,7 @@ Two measurements, each against a baseline measured in the same run:
 The extension runs as a real process. Its Extensions API here is a small timing endpoint in
 this script (register, then event/next held until the benchmark sends SHUTDOWN): it records
 when each call arrives. The tests run the extension under the real Lambda Runtime Interface
-Emulator instead (tests/test_circuit_extension_harness.py); the emulator's own start-up and
+Emulator instead (cdk_serverless_patterns.local.lambda_environment); the emulator's own start-up and
 logging would blur a millisecond measurement of ours.
 
 Run: ``.venv/bin/python bench/bench_circuit_breaker.py [--lookups N] [--starts N]``.

@@ -1,11 +1,72 @@
-"""The embedded local AWS emulator (moto server) and the small adapters for what moto lacks.
+"""The embedded local AWS emulator: moto, and what it lacks for the synthesized templates, bridged.
 
-Sits on top of the constructs: nothing in core or a pattern package imports it.
+Sits on top of the constructs: nothing in core or a pattern package imports it, and nothing here
+imports the CDK. Importing this package imports neither moto nor the CDK; the names below load
+on first use (PEP 562).
 
-- :mod:`cdk_serverless_patterns.local.moto_bridge`: the one adapter between synthesized templates
-  and moto's Step Functions interpreter (JSONata, aws-sdk parameter names, EventBridge to Step
-  Functions, and the other gaps it documents), ``deploy_template`` to create a stack's tables,
-  queues, state machines and rules in moto, and ``expire_items`` for DynamoDB TTL. Call
-  ``moto_bridge.install()`` in the process that runs moto (in-process ``mock_aws`` or a
-  ``ThreadedMotoServer``) before starting executions.
+- :func:`emulator` (``in_process.py``): the one entry point for tests and benchmarks. A context
+  manager that installs the patches, enters ``moto.mock_aws`` with state machines executing, and
+  yields an :class:`Emulator` (``session``: a boto3 session; ``deploy(template, prefix="")``).
+- ``server.py``: :class:`MotoServer`, moto's ``ThreadedMotoServer`` on a free loopback port, with
+  the endpoint environment a process needs to use it.
+- ``lambda_environment.py``: one Lambda execution environment without Docker (the Runtime
+  Interface Emulator, ``awslambdaric``, layers mounted at ``/opt``).
+- ``patches/``: one module per moto gap (JSONata, aws-sdk parameter names, EventBridge to Step
+  Functions, SendTaskFailure's cause, Parallel ``States.*`` errors, StopExecution of waiting
+  tasks, the ASL parser's shared scope), each naming the moto version it was measured on;
+  ``patches.install()`` applies them all. :func:`route_aws_sdk` answers an ``aws-sdk`` task moto
+  lacks.
+- ``deploy.py``: :func:`deploy_template` creates a template's tables, queues, state machines and
+  rules in moto (one entry per resource type in ``RESOURCE_TYPES``) and returns a
+  :class:`Deployment` of names and ARNs.
+- ``ttl.py``: :func:`expire_items` deletes what DynamoDB TTL would.
+- ``moto_bridge.py``: the former single module, kept as a re-export for compatibility.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> module that defines it. A new export goes here, in the TYPE_CHECKING block and in __all__.
+_EXPORTS = {
+    "ACCOUNT": "cdk_serverless_patterns.local.deploy",
+    "Deployment": "cdk_serverless_patterns.local.deploy",
+    "deploy_template": "cdk_serverless_patterns.local.deploy",
+    "Emulator": "cdk_serverless_patterns.local.in_process",
+    "emulator": "cdk_serverless_patterns.local.in_process",
+    "MotoServer": "cdk_serverless_patterns.local.server",
+    "expire_items": "cdk_serverless_patterns.local.ttl",
+    "route_aws_sdk": "cdk_serverless_patterns.local.patches.aws_sdk_parameters",
+}
+
+if TYPE_CHECKING:
+    from cdk_serverless_patterns.local.deploy import ACCOUNT, Deployment, deploy_template
+    from cdk_serverless_patterns.local.in_process import Emulator, emulator
+    from cdk_serverless_patterns.local.patches.aws_sdk_parameters import route_aws_sdk
+    from cdk_serverless_patterns.local.server import MotoServer
+    from cdk_serverless_patterns.local.ttl import expire_items
+
+__all__ = [
+    "ACCOUNT",
+    "Deployment",
+    "Emulator",
+    "MotoServer",
+    "deploy_template",
+    "emulator",
+    "expire_items",
+    "route_aws_sdk",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cdk_serverless_patterns.local' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -34,7 +34,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from cdk_serverless_patterns.local.server import DUMMY_CREDENTIALS, HOST, REGION, MotoServer, free_port
 
@@ -131,7 +131,7 @@ class LambdaEnvironment:
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
 
-    def start(self, timeout: float = 15.0) -> LambdaEnvironment:
+    def start(self, timeout: float = 15.0) -> Self:
         rie = rie_binary()
         script = "\n".join(
             [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 #: The address the server listens on (an IP address: a name would cost a resolution per connection).
 HOST = "127.0.0.1"
@@ -48,7 +48,7 @@ def _count_calls() -> None:
                 _CALLS[f"dynamodb:{self._get_action()}"] += 1
             return original(self)
 
-        DynamoHandler.call_action = call_action
+        setattr(DynamoHandler, "call_action", call_action)  # noqa: B010
         _COUNTING = True
 
 
@@ -94,7 +94,7 @@ class MotoServer:
         """A boto3 client of ``service`` bound to this server."""
         import boto3
 
-        return boto3.client(
+        return cast(Any, boto3).client(
             service,
             endpoint_url=self.endpoint,
             region_name=REGION,
@@ -104,7 +104,12 @@ class MotoServer:
 
     def endpoint_env(self) -> dict[str, str]:
         """The environment that points a process's AWS SDKs (and the CDK CLI) at this server."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **DUMMY_CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **DUMMY_CREDENTIALS,
+        }
 
     @staticmethod
     def calls(operation: str) -> int:

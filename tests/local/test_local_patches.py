@@ -1,0 +1,270 @@
+"""Each patch of ``cdk_serverless_patterns.local.patches`` bridges its moto gap (moto 5.2.5).
+
+Where the bridge still differs from AWS, the test asserts what it delivers today and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import threading
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from cdk_serverless_patterns.local import Emulator, patches, route_aws_sdk
+
+ACCOUNT = "123456789012"
+
+
+def test_every_patch_names_the_moto_version_it_was_measured_on() -> None:
+    for name in patches.PATCHES:
+        module = importlib.import_module(f"cdk_serverless_patterns.local.patches.{name}")
+        doc = module.__doc__ or ""
+        assert f"moto {patches.MEASURED_ON}" in doc, name
+        assert "Delete" in doc and "AWS" in doc, name
+        assert callable(module.install), name
+
+
+def test_the_patches_were_measured_on_the_installed_moto() -> None:
+    """A moto upgrade fails here on purpose: measure each gap again, delete the fixed ones."""
+    assert version("moto") == patches.MEASURED_ON
+
+
+def test_install_is_idempotent_and_thread_safe(aws: Emulator) -> None:
+    from moto.events.models import Rule
+
+    patched = Rule.send_to_targets
+    threads = [threading.Thread(target=patches.install) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert patches.installed()
+    assert Rule.send_to_targets is patched  # not wrapped twice
+
+
+# --------------------------------------------------------------------------- jsonata_engine
+def test_jsonata_state_evaluates_with_hash(states: Any) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Hash",
+        "States": {
+            "Hash": {
+                "Type": "Pass",
+                "Output": {
+                    "sha256": "{% $hash($states.input.text, 'SHA-256') %}",
+                    "md5": "{% $hash($states.input.text, 'MD5') %}",
+                    "next": "{% $states.input.n + 1 %}",
+                },
+                "End": True,
+            }
+        },
+    }
+    run = states.run(definition, {"text": "abc", "n": 41})
+    assert run["status"] == "SUCCEEDED", run
+    assert json.loads(run["output"]) == {
+        "sha256": hashlib.sha256(b"abc").hexdigest(),
+        "md5": hashlib.md5(b"abc").hexdigest(),
+        "next": 42,
+    }
+
+
+# --------------------------------------------------------------------------- aws_sdk_parameters
+def test_aws_sdk_task_maps_pascal_case_parameters_onto_camel_case_api(states: Any, queue: str) -> None:
+    """``sfn:sendTaskSuccess`` takes ``taskToken``; Step Functions' task passes ``TaskToken``."""
+    waiting = states.start(states.create({"StartAt": "Wait", "States": {"Wait": states.waiting_task(queue)}}))
+    sender = {
+        "StartAt": "Send",
+        "States": {
+            "Send": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:sfn:sendTaskSuccess",
+                "Parameters": {"TaskToken.$": "$.token", "Output": json.dumps({"resumed": True})},
+                "End": True,
+            }
+        },
+    }
+    sent = states.run(sender, {"token": states.token(queue)})
+    assert sent["status"] == "SUCCEEDED", sent
+    finished = states.finish(waiting)
+    assert finished["status"] == "SUCCEEDED"
+    assert json.loads(finished["output"]) == {"resumed": True}
+
+
+def test_route_aws_sdk_answers_an_api_moto_lacks(states: Any) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def answer(**arguments: Any) -> dict[str, Any]:
+        calls.append(arguments)
+        return {"Answered": True}
+
+    definition = {
+        "StartAt": "Callback",
+        "States": {
+            "Callback": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:lambda:sendDurableExecutionCallbackSuccess",
+                "Parameters": {"CallbackId": "cb-1", "Result": "done"},
+                "End": True,
+            }
+        },
+    }
+    route_aws_sdk("lambda", "sendDurableExecutionCallbackSuccess", answer)
+    try:
+        run = states.run(definition)
+    finally:
+        route_aws_sdk("lambda", "sendDurableExecutionCallbackSuccess", None)
+    assert run["status"] == "SUCCEEDED", run
+    assert json.loads(run["output"]) == {"Answered": True}
+    assert calls == [{"CallbackId": "cb-1", "Result": "done"}]
+    assert states.run(definition)["status"] == "FAILED"  # the route is gone: moto has no such API
+
+
+# --------------------------------------------------------------------------- eventbridge_targets
+def _rule_to(aws: Emulator, machine_arn: str, **target: Any) -> None:
+    events = aws.session.client("events")
+    events.put_rule(Name="jobs", EventPattern=json.dumps({"source": ["com.example.jobs"]}), State="ENABLED")
+    events.put_targets(Rule="jobs", Targets=[{"Id": "machine", "Arn": machine_arn, **target}])
+
+
+def _put_event(aws: Emulator, **extra: Any) -> None:
+    entry = {"Source": "com.example.jobs", "DetailType": "Job Finished", "Detail": json.dumps({"id": "j-1"}), **extra}
+    result = aws.session.client("events").put_events(Entries=[entry])
+    assert result["FailedEntryCount"] == 0, result
+
+
+def _executions(states: Any, machine_arn: str) -> list[dict[str, Any]]:
+    return [
+        states.finish(run["executionArn"])
+        for run in states.sfn.list_executions(stateMachineArn=machine_arn)["executions"]
+    ]
+
+
+def test_rule_with_states_target_starts_an_execution_with_the_event(aws: Emulator, states: Any) -> None:
+    machine = states.create({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    _rule_to(aws, machine)
+    _put_event(aws)
+    (run,) = states.wait_for(lambda: _executions(states, machine), what="an execution")
+    assert run["name"].startswith("event-")
+    event = json.loads(run["input"])
+    assert event["source"] == "com.example.jobs"
+    assert event["detail-type"] == "Job Finished"
+    assert event["detail"] == {"id": "j-1"}
+    assert event["account"] == ACCOUNT and event["region"] == "us-east-1"
+    # EventBridge sends `time` as an ISO 8601 string to the second ("2024-01-01T12:00:00Z"). The bridge
+    # delivers it today as moto holds it, a Unix timestamp (a number): a known difference, kept.
+    assert isinstance(event["time"], int | float)
+
+
+def test_event_time_reaches_the_execution_as_moto_holds_it(aws: Emulator, states: Any) -> None:
+    """An event put with an explicit ``Time``: AWS delivers ``"2024-01-01T12:00:00Z"``; the bridge,
+    today, the Unix timestamp (also through an input transformer, as text)."""
+    import datetime
+
+    moment = datetime.datetime(2024, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+    machine = states.create({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    _rule_to(
+        aws,
+        machine,
+        InputTransformer={"InputPathsMap": {"time": "$.time"}, "InputTemplate": '{"at": "<time>", "raw": <time>}'},
+    )
+    _put_event(aws, Time=moment)
+    (run,) = states.wait_for(lambda: _executions(states, machine), what="an execution")
+    payload = json.loads(run["input"])
+    assert payload["raw"] == moment.timestamp()
+    assert float(payload["at"]) == moment.timestamp()
+
+
+def test_rule_target_input_and_input_path(aws: Emulator, states: Any) -> None:
+    constant = states.create({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    detail = states.create({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    events = aws.session.client("events")
+    events.put_rule(Name="jobs", EventPattern=json.dumps({"source": ["com.example.jobs"]}), State="ENABLED")
+    events.put_targets(
+        Rule="jobs",
+        Targets=[
+            {"Id": "constant", "Arn": constant, "Input": json.dumps({"fixed": 1})},
+            {"Id": "detail", "Arn": detail, "InputPath": "$.detail"},
+        ],
+    )
+    _put_event(aws, Source="com.example.other")  # does not match: nothing starts
+    _put_event(aws)
+    (first,) = states.wait_for(lambda: _executions(states, constant), what="an execution")
+    (second,) = states.wait_for(lambda: _executions(states, detail), what="an execution")
+    assert json.loads(first["input"]) == {"fixed": 1}
+    assert json.loads(second["input"]) == {"id": "j-1"}
+
+
+def test_failed_start_goes_to_the_targets_dead_letter_queue(aws: Emulator) -> None:
+    sqs = aws.session.client("sqs")
+    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    missing = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:missing"
+    _rule_to(aws, missing, DeadLetterConfig={"Arn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:dlq"})
+    _put_event(aws)
+    (message,) = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    assert json.loads(message["Body"])["detail"] == {"id": "j-1"}
+
+
+# --------------------------------------------------------------------------- send_task_failure
+def test_send_task_failure_keeps_its_cause(states: Any, queue: str) -> None:
+    execution = states.start(states.create({"StartAt": "Wait", "States": {"Wait": states.waiting_task(queue)}}))
+    states.sfn.send_task_failure(taskToken=states.token(queue), error="Job.Failed", cause="the disk is full")
+    finished = states.finish(execution)
+    assert (finished["status"], finished["error"], finished["cause"]) == ("FAILED", "Job.Failed", "the disk is full")
+
+
+# --------------------------------------------------------------------------- parallel_errors
+def test_parallel_branch_timeout_reaches_the_parallel_catch(states: Any, queue: str) -> None:
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [{"StartAt": "Wait", "States": {"Wait": states.waiting_task(queue, TimeoutSeconds=1)}}],
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    run = states.run(definition, {"job": 1})
+    assert run["status"] == "SUCCEEDED", run
+    assert json.loads(run["output"])["error"]["Error"] == "States.Timeout"
+
+
+# --------------------------------------------------------------------------- stop_execution
+def test_stop_execution_closes_its_waiting_task(states: Any, queue: str) -> None:
+    execution = states.start(states.create({"StartAt": "Wait", "States": {"Wait": states.waiting_task(queue)}}))
+    token = states.token(queue)
+    states.sfn.stop_execution(executionArn=execution, error="Operator", cause="stopped in a test")
+    # AWS reports ABORTED; moto's interpreter, once the patch closes the waiting task, ends it FAILED.
+    assert states.finish(execution)["status"] in {"ABORTED", "FAILED"}
+    with pytest.raises(ClientError) as refused:
+        states.sfn.send_task_success(taskToken=token, output="{}")
+    # moto answers InvalidToken for the closed task.
+    assert refused.value.response["Error"]["Code"] == "InvalidToken"
+
+
+# --------------------------------------------------------------------------- parser_scope
+def test_each_parse_has_its_own_query_language_scope(aws: Emulator) -> None:
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    first, second = Preprocessor(), Preprocessor()
+    assert first._query_language_per_scope is not second._query_language_per_scope
+
+
+def test_concurrent_jsonata_and_jsonpath_executions_all_finish(states: Any) -> None:
+    jsonata = states.create(
+        {
+            "QueryLanguage": "JSONata",
+            "StartAt": "A",
+            "States": {"A": {"Type": "Pass", "Output": "{% $states.input.n * 2 %}", "End": True}},
+        }
+    )
+    jsonpath = states.create({"StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "$.n", "End": True}}})
+    runs = [states.start(machine, {"n": i}) for i in range(6) for machine in (jsonata, jsonpath)]
+    assert {states.finish(run)["status"] for run in runs} == {"SUCCEEDED"}

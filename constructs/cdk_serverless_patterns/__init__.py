@@ -15,18 +15,29 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. A new export goes here, in the TYPE_CHECKING block and in __all__.
 _EXPORTS = {
     "CallbackPattern": "cdk_serverless_patterns.callback",
+    "CallbackUrls": "cdk_serverless_patterns.callback",
     "JobSource": "cdk_serverless_patterns.callback",
-    "CallbackUrls": "cdk_serverless_patterns.callback.callback_urls",
     "Circuit": "cdk_serverless_patterns.circuit_breaker",
     "CircuitBreaker": "cdk_serverless_patterns.circuit_breaker",
+    "HealthCheck": "cdk_serverless_patterns.circuit_breaker",
+    "PropError": "cdk_serverless_patterns.core.props",
 }
 
 if TYPE_CHECKING:
-    from cdk_serverless_patterns.callback import CallbackPattern, JobSource
-    from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
-    from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker
+    from cdk_serverless_patterns.callback import CallbackPattern, CallbackUrls, JobSource
+    from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker, HealthCheck
+    from cdk_serverless_patterns.core.props import PropError
 
-__all__ = ["CallbackPattern", "CallbackUrls", "Circuit", "CircuitBreaker", "JobSource", "__version__"]
+__all__ = [
+    "CallbackPattern",
+    "CallbackUrls",
+    "Circuit",
+    "CircuitBreaker",
+    "HealthCheck",
+    "JobSource",
+    "PropError",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

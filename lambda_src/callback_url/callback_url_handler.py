@@ -62,6 +62,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 EVENT_SOURCE = "cdk-serverless-patterns.callback-url"
 EVENT_DETAIL_TYPE = "Job Callback"
+#: The token record (the callback contract): key, kinds, and the per-job secret's hash.
+TABLE_KEY = "id"
+KIND_TOKEN = "token"
+KIND_COMPLETION = "completion"
+SECRET_HASH_ATTRIBUTE = "callbackSecretHash"
 SUCCESS, FAILURE = "SUCCEEDED", "FAILED"
 STATUSES = (SUCCESS, FAILURE)
 AUTH_MODES = ("secret", "hmac")
@@ -300,7 +305,7 @@ class CallbackUrlHandler:
     # --- authentication ------------------------------------------------------------------------
 
     def _verify_secret(self, presented: str, record: Mapping[str, Any]) -> None:
-        expected = record.get("callbackSecretHash", {}).get("S")
+        expected = record.get(SECRET_HASH_ATTRIBUTE, {}).get("S")
         if not isinstance(expected, str) or not _HEX_SHA256.match(expected.lower()):
             # Never accept a job that was not given a secret: there is nothing to verify against.
             raise Rejected(403, "Forbidden", "this job does not accept callbacks authenticated with a secret")
@@ -355,21 +360,21 @@ class CallbackUrlHandler:
 
     def _find(self, namespace: str, job_id: str) -> dict[str, Any] | None:
         item: dict[str, Any] | None = self.dynamodb.get_item(
-            TableName=self.settings.table_name, Key={"id": {"S": f"{namespace}#{job_id}"}}, ConsistentRead=True
+            TableName=self.settings.table_name, Key={TABLE_KEY: {"S": f"{namespace}#{job_id}"}}, ConsistentRead=True
         ).get("Item")
         return item or None
 
     @staticmethod
     def _waiting(item: dict[str, Any] | None, namespace: str, job_id: str) -> dict[str, Any]:
         """The job's record, or 404 (nothing about the record is revealed yet)."""
-        if not item or item.get("kind", {}).get("S") not in ("token", "completion"):
+        if not item or item.get("kind", {}).get("S") not in (KIND_TOKEN, KIND_COMPLETION):
             raise Rejected(404, "UnknownJob", f"no job {job_id!r} is waiting in namespace {namespace!r}")
         return item
 
     @staticmethod
     def _still_waiting(record: Mapping[str, Any]) -> None:
         """After authentication (an unauthenticated caller learns nothing about the job's state)."""
-        if record.get("kind", {}).get("S") == "completion":
+        if record.get("kind", {}).get("S") == KIND_COMPLETION:
             raise Rejected(409, "AlreadyCompleted", "this job has already completed")
         if "callbackReceivedAt" in record:
             raise Rejected(409, "AlreadyReceived", "a callback for this job was already received")
@@ -380,16 +385,16 @@ class CallbackUrlHandler:
         values: dict[str, Any] = {
             ":now": {"S": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")},
             ":rid": {"S": request_id},
-            ":token": {"S": "token"},
+            ":token": {"S": KIND_TOKEN},
         }
         if self.settings.auth_mode == "secret":
             # The secret was verified against this hash: the record must still be the one we read.
             condition += " AND callbackSecretHash = :hash"
-            values[":hash"] = record["callbackSecretHash"]
+            values[":hash"] = record[SECRET_HASH_ATTRIBUTE]
         try:
             self.dynamodb.update_item(
                 TableName=self.settings.table_name,
-                Key={"id": {"S": f"{namespace}#{job_id}"}},
+                Key={TABLE_KEY: {"S": f"{namespace}#{job_id}"}},
                 UpdateExpression="SET callbackReceivedAt = :now, callbackRequestId = :rid",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#kind": "kind"},
@@ -408,7 +413,7 @@ class CallbackUrlHandler:
         try:
             self.dynamodb.update_item(
                 TableName=self.settings.table_name,
-                Key={"id": {"S": f"{namespace}#{job_id}"}},
+                Key={TABLE_KEY: {"S": f"{namespace}#{job_id}"}},
                 UpdateExpression="REMOVE callbackReceivedAt, callbackRequestId",
                 ConditionExpression="callbackRequestId = :rid",
                 ExpressionAttributeValues={":rid": {"S": request_id}},

@@ -1,6 +1,38 @@
-"""The callback pattern: pause a workflow on an asynchronous job, resume it on the job's event."""
+"""The callback pattern: pause a workflow on an asynchronous job, resume it on the job's event.
 
-from cdk_serverless_patterns.callback.pattern import CallbackPattern
-from cdk_serverless_patterns.callback.sources import JobSource
+``contract`` (the names the construct, its runtime code and the testing helpers share) imports
+without the CDK; the construct classes load on first use (PEP 562).
+"""
 
-__all__ = ["CallbackPattern", "JobSource"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cdk_serverless_patterns.callback import contract
+
+_EXPORTS = {
+    "CallbackPattern": "cdk_serverless_patterns.callback.callback_pattern",
+    "CallbackUrls": "cdk_serverless_patterns.callback.callback_urls",
+    "JobSource": "cdk_serverless_patterns.callback.sources",
+}
+
+if TYPE_CHECKING:
+    from cdk_serverless_patterns.callback.callback_pattern import CallbackPattern
+    from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
+    from cdk_serverless_patterns.callback.sources import JobSource
+
+__all__ = ["CallbackPattern", "CallbackUrls", "JobSource", "contract"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

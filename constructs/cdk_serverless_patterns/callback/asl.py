@@ -19,6 +19,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cdk_serverless_patterns.callback import contract
 from cdk_serverless_patterns.callback.sources import JobSource, jsonata_path
 
 DDB_GET = "arn:aws:states:::aws-sdk:dynamodb:getItem"
@@ -38,9 +39,9 @@ CONDITIONAL_CHECK_FAILED = "DynamoDb.ConditionalCheckFailedException"
 WAITER_GONE_ERRORS = ["Sfn.TaskTimedOutException", "Sfn.InvalidTokenException", "Sfn.TaskDoesNotExistException"]
 DURABLE_GONE_ERRORS = ["Lambda.CallbackTimeoutException", "Lambda.ResourceNotFoundException"]
 #: Error of a wait step whose job id already has a parked waiter.
-ALREADY_AWAITED = "CallbackPattern.JobAlreadyAwaited"
-MAX_ERROR_LENGTH = 256
-MAX_CAUSE_LENGTH = 32768
+ALREADY_AWAITED = contract.ALREADY_AWAITED
+MAX_ERROR_LENGTH = contract.MAX_ERROR_LENGTH
+MAX_CAUSE_LENGTH = contract.MAX_CAUSE_LENGTH
 
 _NOW_EPOCH = "$floor($toMillis($states.context.State.EnteredTime) / 1000)"
 

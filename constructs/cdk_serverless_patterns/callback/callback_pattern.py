@@ -13,8 +13,8 @@ with that result at once: no workflow waits for an event that already happened.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -28,17 +28,17 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 
-from cdk_serverless_patterns.callback import asl
-from cdk_serverless_patterns.callback.sources import JobSource, is_path, jsonata_path
+from cdk_serverless_patterns.callback import asl, contract
+from cdk_serverless_patterns.callback.sources import JobSource
+from cdk_serverless_patterns.callback.wait_step import MAX_TIMEOUT, TOKEN_RECORD_GRACE, check_wait, wait_states
 from cdk_serverless_patterns.core import PropError, PropErrors, acknowledge, alarm_on_any, dead_letter_queue
+from cdk_serverless_patterns.core.tables import check_table_props, grant_table_key, pattern_table
 from constructs import Construct
 
-#: Standard workflows run at most a year; a wait longer than that can never be resumed.
-MAX_TIMEOUT = cdk.Duration.days(365)
-#: How long a token record outlives its wait step's timeout before DynamoDB TTL removes it.
-TOKEN_RECORD_GRACE = cdk.Duration.days(1)
-_RESULT_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_STATE_ID = re.compile(r"^[A-Za-z0-9 _.()-]{1,60}$")
+if TYPE_CHECKING:
+    from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
+
+__all__ = ["MAX_TIMEOUT", "TOKEN_RECORD_GRACE", "CallbackPattern"]
 
 
 class CallbackPattern(Construct):
@@ -56,6 +56,11 @@ class CallbackPattern(Construct):
         alarm_topic: SNS topic the alarms notify. Default: none (alarms without actions).
         durable_functions: Also resume Lambda Durable Functions waiters (``backend = "durable"``
             records) with the durable-execution callback APIs. Default: ``False``.
+        existing_table: Use this token table instead of creating one: partition key ``id``
+            (String), DynamoDB TTL on ``ttl``. Excludes ``encryption_key`` and ``table_props``. Its
+            customer-managed key, if it has one, is granted to the resumer and to waiting workflows.
+        table_props: Extra ``dynamodb.Table`` properties merged over the defaults (not the key
+            schema or the TTL attribute). Default: none.
         log_retention: Of the resumer's log group. Default: one month.
         removal_policy: Of the table and the log group. Default: ``RemovalPolicy.RETAIN``.
     """
@@ -73,6 +78,8 @@ class CallbackPattern(Construct):
         max_event_age: cdk.Duration = cdk.Duration.hours(2),
         alarm_topic: sns.ITopic | None = None,
         durable_functions: bool = False,
+        existing_table: dynamodb.ITable | None = None,
+        table_props: Mapping[str, Any] | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
@@ -90,31 +97,33 @@ class CallbackPattern(Construct):
             max_event_age, "max_event_age", minimum=cdk.Duration.minutes(1), maximum=cdk.Duration.hours(24)
         )
         errors.require(isinstance(durable_functions, bool), "durable_functions", "must be True or False")
+        check_table_props(
+            errors,
+            partition_key=contract.TABLE_KEY,
+            ttl_attribute=contract.TTL_ATTRIBUTE,
+            existing_table=existing_table,
+            table_props=table_props,
+            encryption_key=encryption_key,
+        )
         _check_sources(errors, list(sources), taken=set(), prop="sources")
         errors.raise_if_any()
 
         self._sources: list[JobSource] = []
         self._completion_ttl = completion_ttl
         self._durable = durable_functions
-        self._encryption_key = encryption_key
         self._retry_attempts = retry_attempts
         self._max_event_age = max_event_age
         self._rules: dict[str, events.Rule] = {}
-        self._callback_urls: Any = None
+        self._callback_urls: CallbackUrls | None = None
 
-        self._table = dynamodb.Table(
+        self._table = pattern_table(
             self,
             "Table",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="ttl",
-            encryption=(
-                dynamodb.TableEncryption.CUSTOMER_MANAGED if encryption_key else dynamodb.TableEncryption.AWS_MANAGED
-            ),
+            partition_key=contract.TABLE_KEY,
+            ttl_attribute=contract.TTL_ATTRIBUTE,
             encryption_key=encryption_key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
+            existing_table=existing_table,
+            table_props=table_props,
             removal_policy=removal_policy,
         )
         self._event_bus = event_bus or events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
@@ -137,8 +146,7 @@ class CallbackPattern(Construct):
         self._table.grant(
             self._resumer, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"
         )
-        if encryption_key:
-            _grant_key(encryption_key, self._resumer)
+        grant_table_key(self._table, self._resumer)
         self._resumer.add_to_role_policy(
             iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=["*"])
         )
@@ -298,39 +306,21 @@ class CallbackPattern(Construct):
         )
         if isinstance(source, JobSource) and source.namespace_path:
             errors.add("source", "serves several namespaces; pass one of its namespaces as a string")
-        errors.require(
-            isinstance(id, str) and bool(_STATE_ID.match(id)),
-            "id",
-            f"{id!r} must be 1-60 characters of letters, digits, space and _ . ( ) -",
+        check_wait(
+            errors,
+            id=id,
+            job_id_path=job_id_path,
+            timeout=timeout,
+            heartbeat=heartbeat,
+            result_path=result_path,
+            callback_secret_path=callback_secret_path,
+            callback_urls_enabled=self._callback_urls is not None,
         )
-        errors.require(
-            is_path(job_id_path), "job_id_path", f"{job_id_path!r} is not a path into the state like '$.JobId'"
-        )
-        if errors.require(timeout is not None, "timeout", "is required: a wait must never last forever"):
-            errors.duration_between(timeout, "timeout", minimum=cdk.Duration.seconds(1), maximum=MAX_TIMEOUT)
-        if heartbeat is not None and timeout is not None:
-            errors.duration_between(heartbeat, "heartbeat", minimum=cdk.Duration.seconds(1))
-            errors.require(
-                heartbeat.to_seconds() < timeout.to_seconds(),
-                "heartbeat",
-                f"must be shorter than timeout ({timeout.to_seconds():g} s), got {heartbeat.to_seconds():g} s",
-            )
-        errors.require(
-            result_path is None or bool(_RESULT_PATH.match(result_path)),
-            "result_path",
-            f"{result_path!r} must be '$', '$.name' or '$.a.b' (plain names), or None",
-        )
-        errors.require(
-            callback_secret_path is None or is_path(callback_secret_path),
-            "callback_secret_path",
-            f"{callback_secret_path!r} is not a path into the state like '$.secret'",
-        )
-        if callback_secret_path is not None and self._callback_urls is None:
-            errors.add("callback_secret_path", "needs callback URLs: call enable_callback_urls first")
         errors.raise_if_any()
-        return self._wait_states(
+        return wait_states(
             scope or self,
             id,
+            table_name=self._table.table_name,
             namespace=str(namespace),
             job_id_path=job_id_path,
             timeout=timeout,
@@ -339,131 +329,17 @@ class CallbackPattern(Construct):
             callback_secret_path=callback_secret_path,
         )
 
-    def _wait_states(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        namespace: str,
-        job_id_path: str,
-        timeout: cdk.Duration,
-        heartbeat: cdk.Duration | None,
-        result_path: str | None,
-        callback_secret_path: str | None,
-    ) -> sfn.Parallel:
-        timeout_seconds = int(timeout.to_seconds())
-        record_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, '$states.input')})"
-        # A Catch of a CustomState cannot carry a JSONata Output (CDK renders it for JSONPath), so
-        # the wait keeps its input in a variable for the early-completion path.
-        saved = "$" + _variable_name(id)
-        claim_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, saved)})"
-        item: dict[str, Any] = {
-            "id": {"S": f"{{% {record_key} %}}"},
-            "kind": {"S": "token"},
-            "backend": {"S": "stepfunctions"},
-            "taskToken": {"S": "{% $states.context.Task.Token %}"},
-            "executionArn": {"S": "{% $states.context.Execution.Id %}"},
-            "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
-            "executionStartedAt": {"S": "{% $states.context.Execution.StartTime %}"},
-            "ttl": {"N": f"{{% {asl.epoch_after(timeout_seconds + int(TOKEN_RECORD_GRACE.to_seconds()))} %}}"},
-        }
-        if callback_secret_path:
-            secret = jsonata_path(callback_secret_path, "$states.input")
-            item["callbackSecretHash"] = {"S": f"{{% $lowercase($hash({secret}, 'SHA-256')) %}}"}
-        store_json: dict[str, Any] = {
-            "Type": "Task",
-            "QueryLanguage": "JSONata",
-            "Resource": asl.WAIT_RESOURCE,
-            "Arguments": {
-                "TableName": self._table.table_name,
-                "Item": item,
-                "ConditionExpression": "attribute_not_exists(id)",
-            },
-            "TimeoutSeconds": timeout_seconds,
-            "Output": f"{{% {asl.result_output(result_path, '$states.result')} %}}",
-        }
-        if heartbeat is not None:
-            store_json["HeartbeatSeconds"] = int(heartbeat.to_seconds())
-        store = sfn.CustomState(scope, f"{id} store token", state_json=store_json)
-        claim = sfn.CustomState(
-            scope,
-            f"{id} claim early completion",
-            state_json={
-                "Type": "Task",
-                "QueryLanguage": "JSONata",
-                "Resource": asl.DDB_DELETE,
-                "Arguments": {
-                    "TableName": self._table.table_name,
-                    "Key": {"id": {"S": f"{{% {claim_key} %}}"}},
-                    "ConditionExpression": "#kind = :completion",
-                    "ExpressionAttributeNames": {"#kind": "kind"},
-                    "ExpressionAttributeValues": {":completion": {"S": "completion"}},
-                    "ReturnValues": "ALL_OLD",
-                },
-                "Output": f"{{% {{'input': {saved}, 'record': $states.result.Attributes}} %}}",
-            },
-        )
-        already = sfn.Fail(
-            scope,
-            f"{id} already awaited",
-            error=asl.ALREADY_AWAITED,
-            cause=f"Another wait step is already parked for this {namespace} job id",
-        )
-        early_result = sfn.Pass(
-            scope,
-            f"{id} early result",
-            query_language=sfn.QueryLanguage.JSONATA,
-            outputs="{% "
-            + asl.result_output(result_path, "$parse($states.input.record.output.S)", base="$states.input.input")
-            + " %}",
-        )
-        early_failure = sfn.Fail(
-            scope,
-            f"{id} early failure",
-            query_language=sfn.QueryLanguage.JSONATA,
-            error="{% $states.input.record.error.S %}",
-            cause="{% $states.input.record.cause.S %}",
-        )
-        # A completion from before this execution started belongs to an earlier run of a reused job
-        # id (a late duplicate event): drop it and park the token as if it were not there.
-        stale = sfn.Pass(
-            scope,
-            f"{id} drop stale completion",
-            query_language=sfn.QueryLanguage.JSONATA,
-            outputs="{% $states.input.input %}",
-        )
-        succeeded = sfn.Choice(scope, f"{id} early completion succeeded?", query_language=sfn.QueryLanguage.JSONATA)
-        succeeded.when(
-            sfn.Condition.jsonata(
-                "{% $exists($states.input.record.eventTime.S) and $states.input.record.eventTime.S != '' and "
-                "$toMillis($states.input.record.eventTime.S) < $toMillis($states.context.Execution.StartTime) %}"
-            ),
-            stale.next(store),
-        ).when(sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result).otherwise(
-            early_failure
-        )
-        store.add_catch(claim, errors=[asl.CONDITIONAL_CHECK_FAILED], assign={saved[1:]: "{% $states.input %}"})
-        claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
-        claim.next(succeeded)
-        wait = sfn.Parallel(
-            scope,
-            id,
-            comment=f"Waits for the completion event of a {namespace} job (CallbackPattern)",
-            output_path="$[0]",
-        )
-        wait.branch(store)
-        return wait
-
     def grant_wait(self, grantee: iam.IGrantable) -> iam.Grant:
         """Lets a workflow run the wait step: PutItem (park its token) and DeleteItem (claim an
         early completion, conditioned on ``kind = completion`` in the request) on this table."""
         grant = self._table.grant(grantee, "dynamodb:PutItem", "dynamodb:DeleteItem")
-        if self._encryption_key:
-            _grant_key(self._encryption_key, grantee)
+        grant_table_key(self._table, grantee)
         return grant
 
     # ------------------------------------------------------------------ callback URLs
-    def enable_callback_urls(self, id: str = "CallbackUrls", *, namespaces: Sequence[str], **kwargs: Any) -> Any:
+    def enable_callback_urls(
+        self, id: str = "CallbackUrls", *, namespaces: Sequence[str], **kwargs: Any
+    ) -> CallbackUrls:
         """Opt-in HTTPS callbacks for third parties (``POST /callbacks/{namespace}/{jobId}``).
 
         Builds ``CallbackUrls`` (see ``callback_urls.py``) with this pattern's table and event bus
@@ -524,7 +400,7 @@ class CallbackPattern(Construct):
         return list(self._sources)
 
     @property
-    def callback_urls(self) -> Any:
+    def callback_urls(self) -> CallbackUrls | None:
         """The ``CallbackUrls`` construct once :meth:`enable_callback_urls` ran, else ``None``."""
         return self._callback_urls
 
@@ -542,16 +418,6 @@ def _check_sources(errors: PropErrors, sources: list[JobSource], *, taken: set[s
             if namespace in seen:
                 errors.add(f"{where}.namespace", f"{namespace!r} is already registered: namespaces must be unique")
             seen.add(namespace)
-
-
-def _grant_key(key: kms.IKey, grantee: iam.IGrantable) -> None:
-    """What reading and writing items of a table under ``key`` needs, without wildcards."""
-    key.grant(grantee, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
-
-
-def _variable_name(state_id: str) -> str:
-    """A workflow variable name for one wait step (letters, digits and underscores)."""
-    return "callbackWait_" + re.sub(r"[^A-Za-z0-9_]", "_", state_id)
 
 
 def _event_pattern(pattern: dict[str, Any]) -> events.EventPattern:

@@ -11,8 +11,6 @@ on its own with any table that follows the token-record contract.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -26,23 +24,23 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_wafv2 as wafv2
 
+from cdk_serverless_patterns.callback import contract
 from cdk_serverless_patterns.core import PropErrors, acknowledge, pattern_function
+from cdk_serverless_patterns.core.apis import check_api_props, regional_rest_api
 from constructs import Construct
 
 CallbackAuth = Literal["secret", "hmac"]
 
 #: Source and detail-type of the completion event the handler puts (the callback contract).
-EVENT_SOURCE = "cdk-serverless-patterns.callback-url"
-EVENT_DETAIL_TYPE = "Job Callback"
+EVENT_SOURCE = contract.CALLBACK_URL_EVENT_SOURCE
+EVENT_DETAIL_TYPE = contract.CALLBACK_URL_DETAIL_TYPE
 #: Namespaces become part of the record id (``<namespace>#<jobId>``) and of the URL path.
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAMESPACE_PATTERN = contract.NAMESPACE_PATTERN
 #: The body becomes the ``output`` of one EventBridge event (at most 256 KB with its envelope)
 #: and then the task output (at most 256 KiB): 200 KiB leaves room for both envelopes.
 MAX_BODY_SIZE_LIMIT = 200 * 1024
 DEFAULT_MAX_BODY_SIZE = 128 * 1024
-_STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _MAX_NAMESPACES = 50  # each one is a LeadingKeys pattern in the handler's policy
 
 
@@ -137,25 +135,24 @@ class CallbackUrls(Construct):
         self._namespaces = tuple(namespaces)
         self._auth: CallbackAuth = auth
         self._hmac_secret = hmac_secret
-        stack = cdk.Stack.of(self)
 
         # --- the handler -----------------------------------------------------------------------
         environment = {
-            "TABLE_NAME": table.table_name,
-            "EVENT_BUS_NAME": event_bus.event_bus_name,
-            "NAMESPACES": ",".join(namespaces),
-            "AUTH_MODE": auth,
-            "REPLAY_WINDOW_SECONDS": str(int(replay_window.to_seconds())),
-            "MAX_BODY_BYTES": str(max_body_size),
+            contract.ENV_TABLE: table.table_name,
+            contract.ENV_EVENT_BUS: event_bus.event_bus_name,
+            contract.ENV_NAMESPACES: ",".join(namespaces),
+            contract.ENV_AUTH_MODE: auth,
+            contract.ENV_REPLAY_WINDOW_SECONDS: str(int(replay_window.to_seconds())),
+            contract.ENV_MAX_BODY_BYTES: str(max_body_size),
         }
         if hmac_secret is not None:
-            environment["HMAC_SECRET_ARN"] = hmac_secret.secret_arn  # where the key is, never the key
+            environment[contract.ENV_HMAC_SECRET_ARN] = hmac_secret.secret_arn  # where the key is, never the key
         if accept_early_callbacks:
-            environment["ACCEPT_EARLY_CALLBACKS"] = "true"
+            environment[contract.ENV_ACCEPT_EARLY_CALLBACKS] = "true"
         self._function = pattern_function(
             self,
             "Handler",
-            asset="callback_url",
+            asset=contract.CALLBACK_URL_ASSET,
             handler="callback_url_handler.handler",
             description="Verifies HTTPS job callbacks and puts their completion event on the callback bus",
             environment=environment,
@@ -171,93 +168,31 @@ class CallbackUrls(Construct):
             "Serverless-LambdaAsyncFailureDestination",
         )
 
-        # --- access logs -----------------------------------------------------------------------
-        self._access_log_key: kms.IKey | None = None
-        if existing_access_log_group is not None:
-            self._access_log_group = existing_access_log_group
-        else:
-            key = access_log_encryption_key or kms.Key(
-                self,
-                "AccessLogKey",
-                enable_key_rotation=True,
-                description=f"Encrypts the access logs of the callback URL API {self.node.path}"[:8192],
-                removal_policy=removal_policy,
-            )
-            key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                    principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                    resources=["*"],  # in a key policy, "*" is this key
-                    conditions={
-                        "ArnLike": {
-                            "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                                service="logs",
-                                resource="log-group",
-                                resource_name="*",
-                                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                            )
-                        }
-                    },
-                )
-            )
-            self._access_log_key = key
-            self._access_log_group = logs.LogGroup(
-                self,
-                "AccessLogs",
-                retention=access_log_retention,
-                encryption_key=key,
-                removal_policy=removal_policy,
-            )
-
         # --- the API ---------------------------------------------------------------------------
-        policy = _source_policy(allowed_source_cidrs) if allowed_source_cidrs else None
-        self._api = apigw.RestApi(
+        parts = regional_rest_api(
             self,
-            "Api",
             rest_api_name=f"{cdk.Names.unique_id(self)[-200:]}-callbacks",
             description="Job callbacks: POST /callbacks/{namespace}/{jobId}, authenticated per job by the handler",
-            endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=False,  # execution logging needs an account-wide role: not ours to set
-            policy=policy,
-            # Every endpoint is HTTPS only; a custom domain also refuses anything older than TLS 1.2.
-            domain_name=apigw.DomainNameOptions(
-                domain_name=domain_name,
-                certificate=certificate,
-                endpoint_type=apigw.EndpointType.REGIONAL,
-                security_policy=apigw.SecurityPolicy.TLS_1_2,
-            )
-            if domain_name is not None and certificate is not None
-            else None,
+            purpose="the callback URL API",
+            stage_name=stage_name,
+            throttling_rate_limit=throttling_rate_limit,
+            throttling_burst_limit=throttling_burst_limit,
+            access_log_retention=access_log_retention,
+            access_log_encryption_key=access_log_encryption_key,
+            existing_access_log_group=existing_access_log_group,
+            web_acl_arn=web_acl_arn,
+            allowed_source_cidrs=allowed_source_cidrs,
+            domain_name=domain_name,
+            certificate=certificate,
             disable_execute_api_endpoint=disable_execute_api_endpoint,
-            deploy_options=apigw.StageOptions(
-                stage_name=stage_name,
-                tracing_enabled=True,
-                access_log_destination=apigw.LogGroupLogDestination(self._access_log_group),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-                throttling_rate_limit=throttling_rate_limit,
-                throttling_burst_limit=throttling_burst_limit,
-                # Never log request data: the per-job secret travels in a header.
-                data_trace_enabled=False,
-                metrics_enabled=True,
-            ),
+            removal_policy=removal_policy,
+            waf_reason="WAF is opt-in (web_acl_arn): callers are authenticated per job by the handler, the stage is "
+            "throttled, and bodies are size-limited and schema-validated before the handler runs.",
         )
-        validator = apigw.RequestValidator(
-            self,
-            "Validator",
-            rest_api=self._api,
-            validate_request_body=True,
-            validate_request_parameters=True,
-        )
+        self._api = parts.api
+        self._access_log_group = parts.access_log_group
+        self._access_log_key = parts.access_log_key
+        validator = parts.validator
         model = self._api.add_model(
             "CallbackBody",
             content_type="application/json",
@@ -285,27 +220,6 @@ class CallbackUrls(Construct):
             "AwsSolutions-APIG4",
             "AwsSolutions-COG4",
         )
-        acknowledge(
-            self._api,
-            "Execution logging needs the account-wide API Gateway CloudWatch role, which one construct "
-            "must not set for the whole account; access logs (JSON, encrypted) and the handler's own "
-            "structured logs record every call.",
-            "AwsSolutions-APIG6",
-        )
-        if web_acl_arn is not None:
-            wafv2.CfnWebACLAssociation(
-                self,
-                "WebAclAssociation",
-                resource_arn=self._api.deployment_stage.stage_arn,
-                web_acl_arn=web_acl_arn,
-            )
-        else:
-            acknowledge(
-                self._api,
-                "WAF is opt-in (web_acl_arn): callers are authenticated per job by the handler, the stage is "
-                "throttled, and bodies are size-limited and schema-validated before the handler runs.",
-                "AwsSolutions-APIG3",
-            )
 
     def _grant(
         self,
@@ -440,45 +354,18 @@ def _validate(
         f"must be between 1 and {MAX_BODY_SIZE_LIMIT} bytes (one EventBridge event carries the body), "
         f"got {max_body_size!r}",
     )
-    errors.require(
-        bool(_STAGE_NAME.match(stage_name)), "stage_name", f"{stage_name!r} must be 1-128 of A-Z a-z 0-9 _ -"
-    )
-    errors.require(
-        0 < throttling_rate_limit <= 10000,
-        "throttling_rate_limit",
-        f"must be in (0, 10000], got {throttling_rate_limit}",
-    )
-    errors.require(
-        isinstance(throttling_burst_limit, int) and 1 <= throttling_burst_limit <= 5000,
-        "throttling_burst_limit",
-        f"must be an integer between 1 and 5000, got {throttling_burst_limit!r}",
-    )
-    errors.exclusive(
-        existing_access_log_group=existing_access_log_group, access_log_encryption_key=access_log_encryption_key
-    )
-    if web_acl_arn is not None and not cdk.Token.is_unresolved(web_acl_arn):
-        errors.require(
-            web_acl_arn.startswith("arn:") and ":wafv2:" in web_acl_arn and ":regional/webacl/" in web_acl_arn,
-            "web_acl_arn",
-            f"{web_acl_arn!r} is not the ARN of a regional WAFv2 web ACL",
-        )
-    if allowed_source_cidrs is not None and errors.require(
-        bool(list(allowed_source_cidrs)), "allowed_source_cidrs", "must not be empty when given"
-    ):
-        for cidr in allowed_source_cidrs:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                errors.add("allowed_source_cidrs", f"{cidr!r} is not an IP address range (CIDR)")
-    errors.require(
-        (domain_name is None) == (certificate is None),
-        "certificate" if certificate is None else "domain_name",
-        "domain_name and certificate go together: give both or neither",
-    )
-    errors.require(
-        domain_name is not None or not disable_execute_api_endpoint,
-        "disable_execute_api_endpoint",
-        "needs domain_name: without a custom domain the API would have no endpoint at all",
+    check_api_props(
+        errors,
+        stage_name=stage_name,
+        throttling_rate_limit=throttling_rate_limit,
+        throttling_burst_limit=throttling_burst_limit,
+        access_log_encryption_key=access_log_encryption_key,
+        existing_access_log_group=existing_access_log_group,
+        web_acl_arn=web_acl_arn,
+        allowed_source_cidrs=allowed_source_cidrs,
+        domain_name=domain_name,
+        certificate=certificate,
+        disable_execute_api_endpoint=disable_execute_api_endpoint,
     )
     errors.raise_if_any()
 
@@ -499,21 +386,4 @@ def _body_schema(auth: str) -> apigw.JsonSchema:
             "jobId": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=512),
             "namespace": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=64),
         },
-    )
-
-
-def _source_policy(cidrs: Sequence[str]) -> iam.PolicyDocument:
-    """Only the given source ranges may invoke the API."""
-    invoke = "execute-api:/*"
-    return iam.PolicyDocument(
-        statements=[
-            iam.PolicyStatement(actions=["execute-api:Invoke"], principals=[iam.AnyPrincipal()], resources=[invoke]),
-            iam.PolicyStatement(
-                effect=iam.Effect.DENY,
-                actions=["execute-api:Invoke"],
-                principals=[iam.AnyPrincipal()],
-                resources=[invoke],
-                conditions={"NotIpAddress": {"aws:SourceIp": list(cidrs)}},
-            ),
-        ]
     )

@@ -15,7 +15,9 @@ import re
 TABLE_KEY = "id"
 #: The Number attribute DynamoDB TTL expires records by.
 TTL_ATTRIBUTE = "ttl"
-#: ``kind`` of a record: a parked waiter's token, or a completion that arrived before it.
+#: The attribute telling a record's kind, and its values: a parked waiter's token, or a completion
+#: that arrived before its waiter.
+KIND_ATTRIBUTE = "kind"
 KIND_TOKEN = "token"
 KIND_COMPLETION = "completion"
 #: ``backend`` of a token record: who waits, and so how the resumer resumes it.

@@ -35,16 +35,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdk_serverless_patterns.callback import contract
+
 #: A namespace becomes part of the record id (``<namespace>#<jobId>``): no ``#``, short, plain.
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAMESPACE_PATTERN = contract.NAMESPACE_PATTERN
 _PATH = re.compile(r"^\$((\.[A-Za-z0-9_@-]+)|(\[\d+\]))+$")
 _SEGMENT = re.compile(r"(\.[A-Za-z0-9_@-]+)|(\[\d+\])")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATTERN_KEYS = {"source", "detail-type", "detail", "account", "region", "resources", "id", "time", "version"}
 
 #: Source and detail-type of the events the callback-URL handler puts (see callback_urls.py).
-CALLBACK_URL_EVENT_SOURCE = "cdk-serverless-patterns.callback-url"
-CALLBACK_URL_DETAIL_TYPE = "Job Callback"
+CALLBACK_URL_EVENT_SOURCE = contract.CALLBACK_URL_EVENT_SOURCE
+CALLBACK_URL_DETAIL_TYPE = contract.CALLBACK_URL_DETAIL_TYPE
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,32 @@
-"""CircuitBreaker: circuit state in DynamoDB, scheduled health checks, and a Lambda extension layer."""
+"""The circuit-breaker pattern: circuit state in DynamoDB, scheduled health checks, a Lambda extension.
 
-from cdk_serverless_patterns.circuit_breaker.breaker import (
+``contract`` (the names the construct, the runtime code, the toolkit and the testing helpers share)
+imports without the CDK; the construct classes load on first use (PEP 562).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cdk_serverless_patterns.circuit_breaker import contract
+from cdk_serverless_patterns.circuit_breaker.contract import (
     CIRCUIT_STATES,
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
     EXTENSION_PORT,
     METRIC_NAMESPACE,
-    Circuit,
-    CircuitBreaker,
 )
+
+_EXPORTS = {
+    "CircuitBreaker": "cdk_serverless_patterns.circuit_breaker.circuit_breaker",
+    "Circuit": "cdk_serverless_patterns.circuit_breaker.health_check",
+    "HealthCheck": "cdk_serverless_patterns.circuit_breaker.health_check",
+}
+
+if TYPE_CHECKING:
+    from cdk_serverless_patterns.circuit_breaker.circuit_breaker import CircuitBreaker
+    from cdk_serverless_patterns.circuit_breaker.health_check import Circuit, HealthCheck
 
 __all__ = [
     "CIRCUIT_STATES",
@@ -18,4 +36,19 @@ __all__ = [
     "METRIC_NAMESPACE",
     "Circuit",
     "CircuitBreaker",
+    "HealthCheck",
+    "contract",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -38,17 +38,21 @@ ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "*.egg
 
 
 def lambda_code(
-    name: str,
+    name: str | Path,
     *,
     architecture: lambda_.Architecture | None = None,
     runtime: lambda_.Runtime | None = None,
 ) -> lambda_.Code:
     """``Code.from_asset`` for one asset folder, with caches excluded so the hash is stable.
 
+    ``name`` is a folder under ``lambda_src/`` (``"callback_url"``), or a ``Path`` to a folder of
+    Lambda code anywhere else (for example an application's own function, or a sample's).
     A folder with a ``requirements.txt`` is bundled for ``architecture`` (default ARM64) and
     ``runtime`` (default Python 3.14) first; see the module documentation.
     """
-    folder = asset_path(name)
+    folder = name if isinstance(name, Path) else asset_path(name)
+    if not folder.is_dir():
+        raise AssetNotFoundError(f"no folder of Lambda code at {folder}")
     if not (folder / "requirements.txt").exists():
         return lambda_.Code.from_asset(str(folder), exclude=ASSET_EXCLUDES)
     arch = architecture.name if architecture else "arm64"

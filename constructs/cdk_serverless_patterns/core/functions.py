@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -24,7 +25,8 @@ def pattern_function(
     scope: Construct,
     id: str,
     *,
-    asset: str,
+    asset: str | None = None,
+    code_path: Path | None = None,
     handler: str,
     description: str,
     environment: Mapping[str, str] | None = None,
@@ -36,11 +38,16 @@ def pattern_function(
     environment_encryption: kms.IKey | None = None,
     layers: list[lambda_.ILayerVersion] | None = None,
 ) -> lambda_.Function:
-    """A function running ``lambda_src/<asset>`` with the library's defaults.
+    """A function running ``lambda_src/<asset>``, or the folder ``code_path``, with the library's defaults.
 
+    Give exactly one of ``asset`` (a folder under ``lambda_src/``, shipped with the package) and
+    ``code_path`` (a folder of Lambda code anywhere else, such as a sample's own function).
     Its own role holds only what it needs to write its own log group and traces; callers grant
     the rest against their own resources. Logs are JSON, in a log group with a retention period.
     """
+    code: str | Path | None = code_path if code_path is not None else asset
+    if code is None or (asset is not None and code_path is not None):
+        raise ValueError(f"{id}: give exactly one of asset (a folder under lambda_src/) and code_path (a folder)")
     log_group = logs.LogGroup(
         scope,
         f"{id}LogGroup",
@@ -64,7 +71,7 @@ def pattern_function(
         id,
         runtime=DEFAULT_RUNTIME,
         architecture=architecture,
-        code=lambda_code(asset, architecture=architecture, runtime=DEFAULT_RUNTIME),
+        code=lambda_code(code, architecture=architecture, runtime=DEFAULT_RUNTIME),
         handler=handler,
         description=description,
         environment=dict(environment or {}),

@@ -57,28 +57,40 @@ class PropErrors:
         *,
         minimum: cdk.Duration | None = None,
         maximum: cdk.Duration | None = None,
+        concrete: bool = False,
+        whole_seconds: bool = False,
     ) -> bool:
-        """Records a problem when a concrete ``value`` lies outside [minimum, maximum].
+        """Records a problem when ``value`` lies outside [minimum, maximum] (compared in milliseconds,
+        so sub-second durations work).
 
-        Unresolved tokens are accepted: CloudFormation checks them at deploy time.
+        Unresolved tokens are accepted (CloudFormation checks them at deploy time) unless
+        ``concrete``: then a token, or anything that is not a ``Duration``, is a problem too, for
+        props the construct must compute with at synthesis. ``whole_seconds``: a Lambda timeout,
+        for example, cannot be 1.5 seconds.
         """
         if value is None:
             return True
-        try:
-            millis = value.to_milliseconds()  # to_seconds() refuses sub-second durations
-        except RuntimeError:  # a token in another unit cannot be converted: CloudFormation checks it
+        if not isinstance(value, cdk.Duration):
+            self.add(prop, f"must be an aws_cdk.Duration, got {value!r}")
+            return False
+        if concrete and cdk.Token.is_unresolved(value.to_string()):
+            self.add(prop, "must be a concrete Duration (not a token): it is checked at synthesis")
+            return False
+        millis = milliseconds(value)
+        if millis is None:  # a token: CloudFormation checks it
             return True
-        if millis < 0:  # a number token encodes as a large negative double; real durations are never negative
-            return True
-        low = minimum.to_milliseconds() if minimum else None
-        high = maximum.to_milliseconds() if maximum else None
+        low = milliseconds(minimum) if minimum else None
+        high = milliseconds(maximum) if maximum else None
         if (low is not None and millis < low) or (high is not None and millis > high):
             bounds = (
-                f"between {_human(minimum)} and {_human(maximum)}"
+                f"between {human_duration(minimum)} and {human_duration(maximum)}"
                 if minimum and maximum
-                else (f"at least {_human(minimum)}" if minimum else f"at most {_human(maximum)}")
+                else (f"at least {human_duration(minimum)}" if minimum else f"at most {human_duration(maximum)}")
             )
-            self.add(prop, f"must be {bounds}, got {_human(value)}")
+            self.add(prop, f"must be {bounds}, got {human_duration(value)}")
+            return False
+        if whole_seconds and millis % 1000:
+            self.add(prop, f"must be whole seconds, got {human_duration(value)}")
             return False
         return True
 
@@ -102,11 +114,25 @@ class PropErrors:
             raise PropError(self._construct, self._problems)
 
 
-def _human(duration: cdk.Duration | None) -> str:
+def milliseconds(duration: cdk.Duration) -> int | None:
+    """A concrete duration in milliseconds; ``None`` for an unresolved token."""
+    try:
+        millis = duration.to_milliseconds()  # to_seconds() refuses sub-second durations
+    except RuntimeError:  # a token in another unit cannot be converted
+        return None
+    if millis < 0:  # a number token encodes as a large negative double; real durations are never negative
+        return None
+    return int(millis)
+
+
+def human_duration(duration: cdk.Duration | None) -> str:
+    """``"12 seconds"``, ``"1 days"``, ``"150 milliseconds"``: a duration as a prop error names it."""
     if duration is None:
         return "unbounded"
-    millis = duration.to_milliseconds()
+    millis = milliseconds(duration)
+    if millis is None:
+        return duration.to_string()
     for unit, size in (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000), ("seconds", 1000)):
         if millis >= size and millis % size == 0:
-            return f"{int(millis // size)} {unit}"
-    return f"{int(millis)} milliseconds" if millis else "0 seconds"
+            return f"{millis // size} {unit}"
+    return f"{millis} milliseconds" if millis else "0 seconds"

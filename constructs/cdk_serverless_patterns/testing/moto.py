@@ -2,8 +2,8 @@
 Lambda modules under ``lambda_src/``. Imports neither aws_cdk nor moto: pass in a boto3 client that
 points at moto (``mock_aws`` or a moto server).
 
-The key schemas here are the constructs' own; ``tests/test_testing_moto.py`` checks them against the
-synthesized templates, so a test built on them sees the table the construct deploys.
+The key schemas come from the patterns' contracts; ``tests/packaging/test_packaging_testing_moto.py``
+checks them against the synthesized templates, so a test built on them sees the table the construct deploys.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from types import ModuleType
 from typing import Any
 
 from cdk_serverless_patterns._paths import asset_path
+from cdk_serverless_patterns.callback import contract as callback_contract
+from cdk_serverless_patterns.circuit_breaker import contract as circuit_contract
 
 #: CallbackPattern's token table: partition key ``id`` (``"<namespace>#<jobId>"``), TTL on ``ttl``.
-CALLBACK_TABLE_KEY = "id"
-CALLBACK_TABLE_TTL_ATTRIBUTE = "ttl"
+CALLBACK_TABLE_KEY = callback_contract.TABLE_KEY
+CALLBACK_TABLE_TTL_ATTRIBUTE = callback_contract.TTL_ATTRIBUTE
 #: CircuitBreaker's state table: one item per circuit, partition key ``circuitId``.
-CIRCUIT_TABLE_KEY = "circuitId"
+CIRCUIT_TABLE_KEY = circuit_contract.TABLE_KEY
 
 
 def _create_table(dynamodb: Any, table_name: str, key: str) -> None:

@@ -18,15 +18,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cdk_serverless_patterns.circuit_breaker import contract
 from cdk_serverless_patterns.toolkit.apps import ToolkitError
 
 DEFAULT_STACK = "ServerlessPatternsCircuitBreaker"
 OUTPUT_MARKER = "CircuitBreakerTable"
-EVENT_SOURCE = "cdk-serverless-patterns.circuit-breaker"
-EVENT_DETAIL_TYPE = "Circuit State Changed"
-TARGET_STATES = {"open": "FORCED_OPEN", "close": "CLOSED", "disable": "DISABLED"}
+EVENT_SOURCE = contract.EVENT_SOURCE
+EVENT_DETAIL_TYPE = contract.EVENT_DETAIL_TYPE
+TARGET_STATES = {"open": contract.FORCED_OPEN, "close": contract.CLOSED, "disable": contract.DISABLED}
 MAX_ATTEMPTS = 3
-UPDATED_BY = "operator"
+UPDATED_BY = contract.UPDATED_BY_OPERATOR
 
 
 def add_parser(commands: Any) -> None:
@@ -110,7 +111,10 @@ class CircuitOperator:
     # -- reading ---------------------------------------------------------------------------------
     def get(self, circuit_id: str) -> dict[str, Any] | None:
         response = self._call(
-            self.dynamodb.get_item, TableName=self.table, Key={"circuitId": {"S": circuit_id}}, ConsistentRead=True
+            self.dynamodb.get_item,
+            TableName=self.table,
+            Key={contract.TABLE_KEY: {"S": circuit_id}},
+            ConsistentRead=True,
         )
         item = response.get("Item")
         return _plain(item) if item else None
@@ -174,7 +178,7 @@ class CircuitOperator:
             try:
                 self.dynamodb.update_item(
                     TableName=self.table,
-                    Key={"circuitId": {"S": circuit_id}},
+                    Key={contract.TABLE_KEY: {"S": circuit_id}},
                     UpdateExpression="SET " + ", ".join(assignments),
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#state": "state", "#version": "version"},

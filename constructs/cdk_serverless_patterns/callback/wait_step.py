@@ -1,0 +1,192 @@
+"""The wait step of ``CallbackPattern``: park a task token in the token table, or take an early completion.
+
+``CallbackPattern.wait_for_job`` checks its props with :func:`check_wait` and builds the states with
+:func:`wait_states`: a Parallel state with one branch, whose task
+(``arn:aws:states:::aws-sdk:dynamodb:putItem.waitForTaskToken``, JSONata) stores the token record and
+pauses; when the record already exists because the job's completion came first, the branch claims
+that completion and proceeds with its result (or fails with its error) at once. The record format
+is in ``contract.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_stepfunctions as sfn
+
+from cdk_serverless_patterns.callback import asl, contract
+from cdk_serverless_patterns.callback.sources import is_path, jsonata_path
+from cdk_serverless_patterns.core import PropErrors
+from constructs import Construct
+
+#: Standard workflows run at most a year; a wait longer than that can never be resumed.
+MAX_TIMEOUT = cdk.Duration.days(365)
+#: How long a token record outlives its wait step's timeout before DynamoDB TTL removes it.
+TOKEN_RECORD_GRACE = cdk.Duration.days(1)
+_RESULT_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_STATE_ID = re.compile(r"^[A-Za-z0-9 _.()-]{1,60}$")
+
+
+def check_wait(
+    errors: PropErrors,
+    *,
+    id: str,
+    job_id_path: str,
+    timeout: cdk.Duration,
+    heartbeat: cdk.Duration | None,
+    result_path: str | None,
+    callback_secret_path: str | None,
+    callback_urls_enabled: bool,
+) -> None:
+    """Records every problem of a wait step's props (the source is checked by the pattern, which knows its sources)."""
+    errors.require(
+        isinstance(id, str) and bool(_STATE_ID.match(id)),
+        "id",
+        f"{id!r} must be 1-60 characters of letters, digits, space and _ . ( ) -",
+    )
+    errors.require(is_path(job_id_path), "job_id_path", f"{job_id_path!r} is not a path into the state like '$.JobId'")
+    if errors.require(timeout is not None, "timeout", "is required: a wait must never last forever"):
+        errors.duration_between(timeout, "timeout", minimum=cdk.Duration.seconds(1), maximum=MAX_TIMEOUT)
+    if heartbeat is not None and timeout is not None:
+        errors.duration_between(heartbeat, "heartbeat", minimum=cdk.Duration.seconds(1))
+        errors.require(
+            heartbeat.to_seconds() < timeout.to_seconds(),
+            "heartbeat",
+            f"must be shorter than timeout ({timeout.to_seconds():g} s), got {heartbeat.to_seconds():g} s",
+        )
+    errors.require(
+        result_path is None or bool(_RESULT_PATH.match(result_path)),
+        "result_path",
+        f"{result_path!r} must be '$', '$.name' or '$.a.b' (plain names), or None",
+    )
+    errors.require(
+        callback_secret_path is None or is_path(callback_secret_path),
+        "callback_secret_path",
+        f"{callback_secret_path!r} is not a path into the state like '$.secret'",
+    )
+    if callback_secret_path is not None and not callback_urls_enabled:
+        errors.add("callback_secret_path", "needs callback URLs: call enable_callback_urls first")
+
+
+def wait_states(
+    scope: Construct,
+    id: str,
+    *,
+    table_name: str,
+    namespace: str,
+    job_id_path: str,
+    timeout: cdk.Duration,
+    heartbeat: cdk.Duration | None,
+    result_path: str | None,
+    callback_secret_path: str | None,
+) -> sfn.Parallel:
+    timeout_seconds = int(timeout.to_seconds())
+    expires_after = timeout_seconds + int(TOKEN_RECORD_GRACE.to_seconds())
+    record_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, '$states.input')})"
+    # A Catch of a CustomState cannot carry a JSONata Output (CDK renders it for JSONPath), so
+    # the wait keeps its input in a variable for the early-completion path.
+    saved = "$" + _variable_name(id)
+    claim_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, saved)})"
+    item: dict[str, Any] = {
+        contract.TABLE_KEY: {"S": f"{{% {record_key} %}}"},
+        contract.KIND_ATTRIBUTE: {"S": contract.KIND_TOKEN},
+        "backend": {"S": contract.BACKEND_STEP_FUNCTIONS},
+        "taskToken": {"S": "{% $states.context.Task.Token %}"},
+        "executionArn": {"S": "{% $states.context.Execution.Id %}"},
+        "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
+        "executionStartedAt": {"S": "{% $states.context.Execution.StartTime %}"},
+        contract.TTL_ATTRIBUTE: {"N": f"{{% {asl.epoch_after(expires_after)} %}}"},
+    }
+    if callback_secret_path:
+        secret = jsonata_path(callback_secret_path, "$states.input")
+        item[contract.SECRET_HASH_ATTRIBUTE] = {"S": f"{{% $lowercase($hash({secret}, 'SHA-256')) %}}"}
+    store_json: dict[str, Any] = {
+        "Type": "Task",
+        "QueryLanguage": "JSONata",
+        "Resource": asl.WAIT_RESOURCE,
+        "Arguments": {
+            "TableName": table_name,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(id)",
+        },
+        "TimeoutSeconds": timeout_seconds,
+        "Output": f"{{% {asl.result_output(result_path, '$states.result')} %}}",
+    }
+    if heartbeat is not None:
+        store_json["HeartbeatSeconds"] = int(heartbeat.to_seconds())
+    store = sfn.CustomState(scope, f"{id} store token", state_json=store_json)
+    claim = sfn.CustomState(
+        scope,
+        f"{id} claim early completion",
+        state_json={
+            "Type": "Task",
+            "QueryLanguage": "JSONata",
+            "Resource": asl.DDB_DELETE,
+            "Arguments": {
+                "TableName": table_name,
+                "Key": {contract.TABLE_KEY: {"S": f"{{% {claim_key} %}}"}},
+                "ConditionExpression": "#kind = :completion",
+                "ExpressionAttributeNames": {"#kind": "kind"},
+                "ExpressionAttributeValues": {":completion": {"S": "completion"}},
+                "ReturnValues": "ALL_OLD",
+            },
+            "Output": f"{{% {{'input': {saved}, 'record': $states.result.Attributes}} %}}",
+        },
+    )
+    already = sfn.Fail(
+        scope,
+        f"{id} already awaited",
+        error=contract.ALREADY_AWAITED,
+        cause=f"Another wait step is already parked for this {namespace} job id",
+    )
+    early_result = sfn.Pass(
+        scope,
+        f"{id} early result",
+        query_language=sfn.QueryLanguage.JSONATA,
+        outputs="{% "
+        + asl.result_output(result_path, "$parse($states.input.record.output.S)", base="$states.input.input")
+        + " %}",
+    )
+    early_failure = sfn.Fail(
+        scope,
+        f"{id} early failure",
+        query_language=sfn.QueryLanguage.JSONATA,
+        error="{% $states.input.record.error.S %}",
+        cause="{% $states.input.record.cause.S %}",
+    )
+    # A completion from before this execution started belongs to an earlier run of a reused job
+    # id (a late duplicate event): drop it and park the token as if it were not there.
+    stale = sfn.Pass(
+        scope,
+        f"{id} drop stale completion",
+        query_language=sfn.QueryLanguage.JSONATA,
+        outputs="{% $states.input.input %}",
+    )
+    succeeded = sfn.Choice(scope, f"{id} early completion succeeded?", query_language=sfn.QueryLanguage.JSONATA)
+    succeeded.when(
+        sfn.Condition.jsonata(
+            "{% $exists($states.input.record.eventTime.S) and $states.input.record.eventTime.S != '' and "
+            "$toMillis($states.input.record.eventTime.S) < $toMillis($states.context.Execution.StartTime) %}"
+        ),
+        stale.next(store),
+    ).when(sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result).otherwise(
+        early_failure
+    )
+    store.add_catch(claim, errors=[asl.CONDITIONAL_CHECK_FAILED], assign={saved[1:]: "{% $states.input %}"})
+    claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
+    claim.next(succeeded)
+    wait = sfn.Parallel(
+        scope,
+        id,
+        comment=f"Waits for the completion event of a {namespace} job (CallbackPattern)",
+        output_path="$[0]",
+    )
+    wait.branch(store)
+    return wait
+
+
+def _variable_name(state_id: str) -> str:
+    """A workflow variable name for one wait step (letters, digits and underscores)."""
+    return "callbackWait_" + re.sub(r"[^A-Za-z0-9_]", "_", state_id)

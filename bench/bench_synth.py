@@ -2,7 +2,7 @@
 """Synthesis through the library versus the same stack written with aws-cdk-lib directly.
 
 Both variants build identical templates (checked before timing). They alternate, after a warm-up,
-in one process, so that the ratio compares like with like on this machine. DESIGN.md's target:
+in one process, so that the ratio compares like with like on this machine. the target in ARCHITECTURE.md:
 library / direct <= 1.1.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Wall time of the whole `make test`, as a ratio to the cost of one CDK import measured in the same run.
 
-The CDK import (~5 s a process) is the unit every test process pays at least once; DESIGN.md's target
+The CDK import (~5 s a process) is the unit every test process pays at least once; the target in ARCHITECTURE.md
 for `make test` is under 5 minutes on 2 cores once dependencies are installed.
 """
 

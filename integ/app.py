@@ -10,9 +10,10 @@ import os
 
 import aws_cdk as cdk
 from sample_callback import CallbackSampleStack
-from sample_circuit_breaker import add_circuit_breaker_stack
+from sample_circuit_breaker import CircuitBreakerSampleStack
 
-STACK_PREFIX = "ServerlessPatterns"
+#: One sample stack per pattern: each class owns its stack id (``STACK_ID``) and description.
+SAMPLE_STACKS = (CircuitBreakerSampleStack, CallbackSampleStack)
 
 
 def build_app(outdir: str | None = None) -> cdk.App:
@@ -22,8 +23,8 @@ def build_app(outdir: str | None = None) -> cdk.App:
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         region=os.environ.get("CDK_DEFAULT_REGION"),
     )
-    add_circuit_breaker_stack(app, env)
-    CallbackSampleStack(app, f"{STACK_PREFIX}Callback", env=env, description="cdk-serverless-patterns: callback sample")
+    for sample_stack in SAMPLE_STACKS:
+        sample_stack(app, env=env)
     return app
 
 

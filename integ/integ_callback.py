@@ -21,8 +21,8 @@ Two test-case stacks:
   3. *failure*: a ``FAILED`` event fails the parked workflow with ``integ.FAILED``.
 
 Run it against an account with ``npx integ-runner --language python --directory integ`` once a
-release of the runner reads this aws-cdk-lib's cloud assembly (see DESIGN.md); the unit tests
-synthesize it offline (tests/test_integ_apps.py).
+release of the runner reads this aws-cdk-lib's cloud assembly (schema 55; it stops at 53); the unit tests
+synthesize it offline (tests/callback/test_callback_integ_app.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.integ_tests_alpha import ExpectedResult, IApiCall, IntegTest, Match
+from sample_callback import DESCRIPTION as SAMPLE_DESCRIPTION
 from sample_callback import CallbackSampleStack
 
 from cdk_serverless_patterns import CallbackPattern, JobSource
@@ -233,9 +234,8 @@ def build_app(outdir: str | None = None) -> cdk.App:
     app = cdk.App(outdir=outdir) if outdir else cdk.App()
     # Environment-agnostic, like the assertion stack IntegTest adds: the assertions refer to the test
     # cases' resources, which CDK allows only within one environment; the runner picks account and region.
-    sample = CallbackSampleStack(
-        app, SAMPLE_STACK_ID, description="cdk-serverless-patterns: callback sample (integration test)"
-    )
+    sample = CallbackSampleStack(app, SAMPLE_STACK_ID)
+    sample.template_options.description = f"{SAMPLE_DESCRIPTION} (integration test)"
     probe = CallbackProbeStack(
         app, PROBE_STACK_ID, description="cdk-serverless-patterns: callback probe (integration test)"
     )

@@ -15,8 +15,8 @@ unchanged. The assertions check the breaker's behaviour on the deployed resource
    (through the extension in the breaker's layer) queues the order instead of calling payments.
 
 Run it against an account with ``npx integ-runner --language python --directory integ`` once a
-release of the runner reads this aws-cdk-lib's cloud assembly (see DESIGN.md); the unit tests
-synthesize it offline (tests/test_integ_apps.py).
+release of the runner reads this aws-cdk-lib's cloud assembly (schema 55; it stops at 53); the unit tests
+synthesize it offline (tests/circuit_breaker/test_circuit_breaker_integ_app.py).
 """
 
 from __future__ import annotations

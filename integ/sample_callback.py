@@ -18,12 +18,15 @@ from cdk_serverless_patterns import CallbackPattern, JobSource
 from cdk_serverless_patterns.core import acknowledge
 from constructs import Construct
 
+STACK_ID = "ServerlessPatternsCallback"
+DESCRIPTION = "cdk-serverless-patterns: callback sample"
+
 
 class CallbackSampleStack(cdk.Stack):
     """Translate -> wait for the job's event -> tag the outputs."""
 
-    def __init__(self, scope: Construct, id: str, **kwargs: object) -> None:
-        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, scope: Construct, id: str = STACK_ID, *, env: cdk.Environment | None = None) -> None:
+        super().__init__(scope, id, env=env, description=DESCRIPTION)
         translate = JobSource.translate_text_translation_job()
         self.pattern = CallbackPattern(self, "Callback", sources=[translate])
 

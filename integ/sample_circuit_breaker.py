@@ -7,6 +7,8 @@ lets calls through, reports each call's outcome, and falls back when the circuit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aws_cdk as cdk
 
 from cdk_serverless_patterns import CircuitBreaker
@@ -14,6 +16,9 @@ from cdk_serverless_patterns.core import acknowledge, pattern_function
 from constructs import Construct
 
 STACK_ID = "ServerlessPatternsCircuitBreaker"
+DESCRIPTION = "cdk-serverless-patterns: circuit breaker in front of a payments service"
+#: The sample's own function: sample code stays in integ/, out of the wheel.
+CHECKOUT_CODE = Path(__file__).resolve().parent / "functions" / "circuit_breaker_checkout"
 PAYMENTS_BASE_URL = "https://payments.example.com"
 
 
@@ -21,9 +26,7 @@ class CircuitBreakerSampleStack(cdk.Stack):
     """One breaker, one circuit (``payments``), one protected function."""
 
     def __init__(self, scope: Construct, id: str = STACK_ID, *, env: cdk.Environment | None = None) -> None:
-        super().__init__(
-            scope, id, env=env, description="cdk-serverless-patterns: circuit breaker in front of a payments service"
-        )
+        super().__init__(scope, id, env=env, description=DESCRIPTION)
         self.breaker = CircuitBreaker(self, "Breaker")
         self.breaker.add_circuit(
             "payments",
@@ -38,7 +41,7 @@ class CircuitBreakerSampleStack(cdk.Stack):
         self.checkout = pattern_function(
             self,
             "Checkout",
-            asset="circuit_breaker_sample_checkout",
+            code_path=CHECKOUT_CODE,
             handler="checkout.handler",
             description="Sample checkout: charges the payments service through the circuit breaker",
             environment={"PAYMENTS_URL": f"{PAYMENTS_BASE_URL}/charges"},
@@ -70,8 +73,3 @@ class CircuitBreakerSampleStack(cdk.Stack):
             value=self.breaker.dead_letter_queue.queue_url,
             description="Health-check invocations that could not run",
         )
-
-
-def add_circuit_breaker_stack(app: cdk.App, env: cdk.Environment | None = None) -> CircuitBreakerSampleStack:
-    """Adds the circuit breaker sample stack to ``app``."""
-    return CircuitBreakerSampleStack(app, STACK_ID, env=env)

@@ -104,17 +104,11 @@ def flow_template() -> dict[str, Any]:
 
 @pytest.fixture()
 def moto_flows(flow_template: dict[str, Any]) -> Iterator[Any]:
-    """The flow stack deployed into a fresh moto (with the local bridges), per test."""
-    import boto3
-    from moto import mock_aws
+    """The flow stack deployed into a fresh emulator (moto with the local patches), per test."""
+    from cdk_serverless_patterns.local import emulator
 
-    from cdk_serverless_patterns.local import moto_bridge
-
-    moto_bridge.install()
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        session = boto3.Session(region_name="us-east-1")
-        deployment = moto_bridge.deploy_template(flow_template, session)
-        yield Flows(session, deployment, flow_template)
+    with emulator() as aws:
+        yield Flows(aws.session, aws.deploy(flow_template), flow_template)
 
 
 class Flows:
@@ -225,3 +219,16 @@ class Flows:
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         pages = self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
         return [event for page in pages for event in page["events"]]
+
+
+@pytest.fixture(scope="session")
+def callback_integ_assembly(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """integ/integ_callback.py synthesized once, as the CDK CLI (and the integ-runner) would, with cdk-nag.
+
+    A ``cdk_serverless_patterns.testing.checks.CheckedAssembly``.
+    """
+    import integ_callback  # integ/ is on sys.path (tests/conftest.py)
+
+    from cdk_serverless_patterns.testing.integ import synth_integ_app
+
+    return synth_integ_app(integ_callback.build_app, tmp_path_factory.mktemp("integ_callback"))

@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from test_circuit_extension_harness import LambdaEnvironment, MotoServer, free_port, lambda_environment, wait_for
-from test_circuit_extension_harness import client_module as cb
+
+from cdk_serverless_patterns.local.lambda_environment import wait_for
+from cdk_serverless_patterns.local.server import free_port
+from cdk_serverless_patterns.testing.circuit_breaker import CircuitMoto, ProtectedFunction
+from cdk_serverless_patterns.testing.moto import load_runtime_module
+
+cb = load_runtime_module("circuit_breaker_extension", "circuit_breaker_client")
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    server = MotoServer()
-    server.start()
-    server.create_table()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def env(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaEnvironment]:
+def env(
+    moto: CircuitMoto, tmp_path_factory: pytest.TempPathFactory, lambda_environment: Any
+) -> Iterator[ProtectedFunction]:
     circuits = {
         "payments": ("CLOSED", {}),
         "broken": ("OPEN", {}),
@@ -50,7 +49,7 @@ def env(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture
-def client(env: LambdaEnvironment) -> Iterator[cb.CircuitBreakerClient]:
+def client(env: ProtectedFunction) -> Iterator[cb.CircuitBreakerClient]:
     breaker = cb.CircuitBreakerClient(port=env.port, token=env.token, on_extension_error="fail_closed")
     yield breaker
     breaker.close()
@@ -104,7 +103,7 @@ def test_half_open_lets_a_limited_trial_through(client: cb.CircuitBreakerClient)
     assert client.is_call_permitted("probing") is False  # halfOpenTrials=1: the one trial is taken
 
 
-def test_failures_reported_through_guard_trip_the_circuit(client: cb.CircuitBreakerClient, moto: MotoServer) -> None:
+def test_failures_reported_through_guard_trip_the_circuit(client: cb.CircuitBreakerClient, moto: CircuitMoto) -> None:
     for _ in range(3):
         with pytest.raises(TimeoutError), client.guard("flaky"):
             raise TimeoutError("payments did not answer")
@@ -113,7 +112,7 @@ def test_failures_reported_through_guard_trip_the_circuit(client: cb.CircuitBrea
     assert wait_for(lambda: not client.is_call_permitted("flaky"))
 
 
-def test_exceptions_outside_failure_on_are_not_failures(client: cb.CircuitBreakerClient, moto: MotoServer) -> None:
+def test_exceptions_outside_failure_on_are_not_failures(client: cb.CircuitBreakerClient, moto: CircuitMoto) -> None:
     moto.put_circuit("validation", "CLOSED", 1)
     for _ in range(4):
         with pytest.raises(ValueError), client.guard("validation", failure_on=(ConnectionError,)):
@@ -122,21 +121,21 @@ def test_exceptions_outside_failure_on_are_not_failures(client: cb.CircuitBreake
     assert client.record("validation", success=True, duration_ms=1.5) is True
 
 
-def test_unknown_circuit_goes_by_the_policy(env: LambdaEnvironment) -> None:
+def test_unknown_circuit_goes_by_the_policy(env: ProtectedFunction) -> None:
     open_client = cb.CircuitBreakerClient(port=env.port, token=env.token, on_extension_error="fail_open")
     closed_client = cb.CircuitBreakerClient(port=env.port, token=env.token, on_extension_error="fail_closed")
     assert (open_client.status("nowhere").decided_by, open_client.is_call_permitted("nowhere")) == ("policy", True)
     assert closed_client.is_call_permitted("nowhere") is False
 
 
-def test_a_wrong_token_is_an_extension_error(env: LambdaEnvironment) -> None:
+def test_a_wrong_token_is_an_extension_error(env: ProtectedFunction) -> None:
     breaker = cb.CircuitBreakerClient(port=env.port, token="stolen?", on_extension_error="fail_closed")
     status = breaker.status("payments")
     assert (status.decided_by, status.permitted) == ("policy", False)
     assert status.error and "refused the token" in status.error
 
 
-def test_the_client_inside_the_function(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_the_client_inside_the_function(env: ProtectedFunction, moto: CircuitMoto) -> None:
     """The handler imports circuit_breaker_client from /opt/python and uses the default client."""
     assert env.invoke({"action": "protected", "circuit": "broken"}) == {
         "results": ["fallback"],
@@ -198,7 +197,7 @@ def test_policy_comes_from_the_argument_then_the_environment(monkeypatch: pytest
         cb.CircuitBreakerClient()
 
 
-def test_module_helpers_use_the_functions_environment(env: LambdaEnvironment, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_helpers_use_the_functions_environment(env: ProtectedFunction, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIRCUIT_BREAKER_PORT", str(env.port))
     monkeypatch.setenv("AWS_SESSION_TOKEN", env.token)
     monkeypatch.setenv("CIRCUIT_BREAKER_ON_EXTENSION_ERROR", "fail_closed")

@@ -252,9 +252,7 @@ def test_every_schedule_input_is_a_config_the_health_checker_accepts(built: Buil
     import importlib.util
     from pathlib import Path
 
-    path = (
-        Path(__file__).resolve().parents[2] / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
-    )
+    path = Path(__file__).resolve().parents[2] / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
     spec = importlib.util.spec_from_file_location("circuit_breaker_health_checker_contract", path)
     assert spec and spec.loader
     checker = importlib.util.module_from_spec(spec)

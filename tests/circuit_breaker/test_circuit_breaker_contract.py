@@ -7,26 +7,23 @@ downstream service is a real HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from cdk_serverless_patterns._paths import asset_path
+from cdk_serverless_patterns.circuit_breaker import contract
 from cdk_serverless_patterns.testing.moto import create_circuit_table, load_runtime_module
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLE = "circuit-state"
-sys.path.insert(0, str(ROOT / "lambda_src" / "circuit_breaker_extension" / "python"))
-
-from circuit_breaker_ext.config import Settings  # noqa: E402
-from circuit_breaker_ext.store import CircuitStore  # noqa: E402
+Settings = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.config").Settings
+CircuitStore = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.store").CircuitStore
 
 hc = load_runtime_module(
     "circuit_breaker_health_checker", "health_checker", name="circuit_breaker_health_checker_contract_test"
@@ -149,3 +146,92 @@ def test_the_health_checker_cools_down_a_circuit_the_extension_tripped(table: An
     summary = checker.check(config)
     assert [(t["from"], t["to"]) for t in summary["transitions"]] == [("OPEN", "HALF_OPEN"), ("HALF_OPEN", "CLOSED")]
     assert summary["version"] == 3
+
+
+# -- the runtime's copies of the contract ------------------------------------------------------------
+def test_the_contract_imports_without_the_cdk() -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys\n"
+        "import cdk_serverless_patterns.circuit_breaker.contract\n"
+        "import cdk_serverless_patterns.circuit_breaker\n"
+        "import cdk_serverless_patterns.toolkit.circuit\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('aws_cdk', 'jsii', 'constructs'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_the_extension_keeps_the_contracts_names() -> None:
+    package = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext")
+    server = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.server")
+    store = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.store")
+    config = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.config")
+    assert package.EXTENSION_NAME == contract.EXTENSION_NAME
+    assert (asset_path(contract.EXTENSION_ASSET) / "extensions" / contract.EXTENSION_NAME).is_file()
+    assert config.DEFAULT_PORT == contract.EXTENSION_PORT
+    assert contract.TOKEN_HEADER.lower() == server.TOKEN_HEADER
+    assert server.CIRCUIT_ID.pattern == contract.CIRCUIT_ID_PATTERN.pattern
+    assert (store.CLOSED, store.OPEN, store.HALF_OPEN, store.FORCED_OPEN, store.DISABLED) == contract.CIRCUIT_STATES
+    assert store.UPDATED_BY == contract.UPDATED_BY_EXTENSION
+
+
+def test_the_extension_reads_the_environment_the_construct_sets() -> None:
+    settings = Settings.from_env(
+        {
+            contract.ENV_TABLE: "states",
+            contract.ENV_PORT: "5001",
+            contract.ENV_CACHE_TTL_MS: "7",
+            contract.ENV_CIRCUITS: "a,b",
+            contract.ENV_FAILURE_RATE: "20",
+            contract.ENV_MIN_CALLS: "3",
+            contract.ENV_WINDOW_MS: "9000",
+            contract.ENV_SLOW_CALL_MS: "11",
+        }
+    )
+    assert (settings.table, settings.port, settings.cache_ttl_ms, settings.circuits) == ("states", 5001, 7, ("a", "b"))
+    assert (settings.failure_rate, settings.min_calls, settings.window_ms, settings.slow_call_ms) == (20.0, 3, 9000, 11)
+
+
+def test_the_client_keeps_the_contracts_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = load_runtime_module("circuit_breaker_extension", "circuit_breaker_client")
+    assert (client.DEFAULT_PORT, client.TOKEN_HEADER) == (contract.EXTENSION_PORT, contract.TOKEN_HEADER)
+    assert client.CIRCUIT_ID.pattern == contract.CIRCUIT_ID_PATTERN.pattern
+    assert client.POLICIES == contract.ON_EXTENSION_ERROR and client.FAIL_OPEN == contract.FAIL_OPEN
+    assert client.PASSING_STATES == contract.PASSING_STATES
+    monkeypatch.setenv(contract.ENV_PORT, "5002")
+    monkeypatch.setenv(contract.ENV_ON_EXTENSION_ERROR, contract.FAIL_CLOSED)
+    configured = client.CircuitBreakerClient()
+    assert (configured.port, configured.policy) == (5002, contract.FAIL_CLOSED)
+    configured.close()
+
+
+def test_the_health_checker_keeps_the_contracts_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert hc.STATES == contract.CIRCUIT_STATES and hc.OPERATOR_STATES == contract.OPERATOR_STATES
+    assert (hc.EVENT_SOURCE, hc.EVENT_DETAIL_TYPE) == (contract.EVENT_SOURCE, contract.EVENT_DETAIL_TYPE)
+    assert hc.DEFAULT_METRIC_NAMESPACE == contract.METRIC_NAMESPACE
+    assert hc.UPDATED_BY == contract.UPDATED_BY_HEALTH_CHECKER
+    monkeypatch.setenv(contract.ENV_TABLE, "states")
+    monkeypatch.setenv(contract.ENV_EVENT_BUS, "bus")
+    monkeypatch.setenv(contract.ENV_METRIC_NAMESPACE, "Team/Breakers")
+    monkeypatch.setattr(hc, "_checker", None)
+    checker = hc._default_checker()
+    assert (checker.table_name, checker.event_bus_name, checker.metric_namespace) == ("states", "bus", "Team/Breakers")
+    monkeypatch.setattr(hc, "_checker", None)
+
+
+def test_the_construct_sets_only_the_contracts_environment(sample_templates: dict[str, dict[str, Any]]) -> None:
+    declared = {value for key, value in vars(contract).items() if key.startswith("ENV_")}
+    template = sample_templates["ServerlessPatternsCircuitBreaker"]
+    seen = set()
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::Function":
+            names = {n for n in resource["Properties"].get("Environment", {}).get("Variables", {}) if "CIRCUIT" in n}
+            assert names <= declared, names - declared
+            seen |= names
+    assert seen == declared  # the checker's and a protected function's variables, together, are the whole contract
+    tables = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]
+    assert [t["KeySchema"] for t in tables] == [[{"AttributeName": contract.TABLE_KEY, "KeyType": "HASH"}]]

@@ -1,7 +1,7 @@
 """The circuit-breaker extension as a real process in a real (emulated) Lambda environment.
 
 Each environment is the AWS Lambda Runtime Interface Emulator running ``awslambdaric`` with the
-extension layer mounted at ``/opt`` (see ``test_circuit_extension_harness``); DynamoDB is moto
+extension layer mounted at ``/opt`` (``cdk_serverless_patterns.testing.circuit_breaker``); DynamoDB is moto
 server on localhost. The tests talk to the extension's port as the function would, and invoke
 the function to drive INVOKE events; SIGTERM to the emulator sends SHUTDOWN.
 """
@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_circuit_extension_harness import (
-    LAYER_PYTHON,
-    LambdaEnvironment,
-    MotoServer,
-    lambda_environment,
-    wait_for,
-)
+
+from cdk_serverless_patterns._paths import asset_path
+from cdk_serverless_patterns.local.lambda_environment import wait_for
+from cdk_serverless_patterns.testing.circuit_breaker import CircuitMoto, ProtectedFunction
+from cdk_serverless_patterns.testing.moto import load_runtime_module
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +33,9 @@ TTL_MS = 1500  # long enough that a loaded machine cannot outrun it between two 
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    server = MotoServer()
-    server.start()
-    server.create_table()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def env(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaEnvironment]:
+def env(
+    moto: CircuitMoto, tmp_path_factory: pytest.TempPathFactory, lambda_environment: Any
+) -> Iterator[ProtectedFunction]:
     """One environment for the module: short TTL, small outcome window (4 calls, 50%, 200 ms slow)."""
     for circuit_id in ("payments", "inventory"):
         moto.put_circuit(circuit_id, "CLOSED", 1)
@@ -62,19 +53,19 @@ def env(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield environment
 
 
-def test_registers_under_its_file_name_for_invoke_and_shutdown(env: LambdaEnvironment) -> None:
+def test_registers_under_its_file_name_for_invoke_and_shutdown(env: ProtectedFunction) -> None:
     log = env.log()
     assert "External agent circuit-breaker" in log and "registered, subscribed to [INVOKE SHUTDOWN]" in log
     assert len(env.extension_pids()) == 1
     assert '"message": "ready"' in log
 
 
-def test_many_lookups_cost_one_get_item_until_the_ttl_passes(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_many_lookups_cost_one_get_item_until_the_ttl_passes(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("cache-hit", "CLOSED", 7)
-    before = MotoServer.get_item_calls
+    before = moto.get_item_calls
     conn = env.connection()  # one keep-alive connection, as the client keeps
     answers = [env.ask("GET", "/circuits/cache-hit", conn=conn) for _ in range(50)]
-    assert MotoServer.get_item_calls - before == 1
+    assert moto.get_item_calls - before == 1
     assert {(status, body["state"], body["version"]) for status, body in answers} == {(200, "CLOSED", 7)}
     assert answers[0][1]["cached"] is False
     assert all(body["cached"] and not body["stale"] for _, body in answers[1:])
@@ -83,30 +74,30 @@ def test_many_lookups_cost_one_get_item_until_the_ttl_passes(env: LambdaEnvironm
     moto.put_circuit("cache-hit", "OPEN", 8)
     status, body = env.ask("GET", "/circuits/cache-hit", conn=conn)
     assert (status, body["state"], body["version"], body["cached"]) == (200, "CLOSED", 7, True)
-    assert MotoServer.get_item_calls - before == 1
+    assert moto.get_item_calls - before == 1
     # ...and shows once the TTL has passed: the expired entry is read again, once.
     time.sleep(TTL_MS / 1000 + 0.1)
     status, body = env.ask("GET", "/circuits/cache-hit", conn=conn)
     assert (status, body["state"], body["version"], body["cached"], body["permitted"]) == (200, "OPEN", 8, False, False)
-    assert MotoServer.get_item_calls - before == 2
+    assert moto.get_item_calls - before == 2
     assert body["ageMs"] < TTL_MS
     conn.close()
 
 
-def test_invoke_refreshes_stale_prefetched_circuits(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_invoke_refreshes_stale_prefetched_circuits(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("inventory", "FORCED_OPEN", 2)
     time.sleep(TTL_MS / 1000 + 0.1)
-    before = MotoServer.get_item_calls
+    before = moto.get_item_calls
     env.invoke({"circuits": []})  # an INVOKE event, and the function asks for nothing
-    assert wait_for(lambda: MotoServer.get_item_calls - before >= 2)  # both prefetched circuits, re-read
+    assert wait_for(lambda: moto.get_item_calls - before >= 2)  # both prefetched circuits, re-read
     status, body = env.ask("GET", "/circuits/inventory")
     assert (status, body["state"], body["cached"], body["permitted"]) == (200, "FORCED_OPEN", True, False)
 
 
-def test_concurrent_callers_share_one_read(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_concurrent_callers_share_one_read(env: ProtectedFunction, moto: CircuitMoto) -> None:
     """Eight connections at once (a thread each on the extension's side): all answered, one GetItem."""
     moto.put_circuit("concurrent", "CLOSED", 3)
-    before = MotoServer.get_item_calls
+    before = moto.get_item_calls
     barrier = threading.Barrier(8)
 
     def caller() -> set[tuple[int, str]]:
@@ -123,10 +114,10 @@ def test_concurrent_callers_share_one_read(env: LambdaEnvironment, moto: MotoSer
     with ThreadPoolExecutor(8) as pool:
         answers = set().union(*pool.map(lambda _: caller(), range(8)))
     assert answers == {(200, "CLOSED")}
-    assert MotoServer.get_item_calls - before == 1
+    assert moto.get_item_calls - before == 1
 
 
-def test_the_port_refuses_callers_without_the_functions_token(env: LambdaEnvironment) -> None:
+def test_the_port_refuses_callers_without_the_functions_token(env: ProtectedFunction) -> None:
     assert env.ask("GET", "/circuits/payments", token="")[0] == 403
     assert env.ask("GET", "/circuits/payments", token="not-" + env.token)[0] == 403
     assert env.ask("GET", "/circuits/payments", token=env.token[:-1])[0] == 403
@@ -134,7 +125,7 @@ def test_the_port_refuses_callers_without_the_functions_token(env: LambdaEnviron
     assert env.ask("GET", "/circuits/payments")[0] == 200
 
 
-def test_unknown_circuit_and_bad_requests(env: LambdaEnvironment) -> None:
+def test_unknown_circuit_and_bad_requests(env: ProtectedFunction) -> None:
     assert env.ask("GET", "/circuits/no-such-circuit") == (404, {"circuitId": "no-such-circuit", "state": "UNKNOWN"})
     assert env.ask("GET", "/circuits/bad%20id")[0] == 404
     assert env.ask("GET", "/elsewhere")[0] == 404
@@ -143,7 +134,7 @@ def test_unknown_circuit_and_bad_requests(env: LambdaEnvironment) -> None:
     assert env.ask("POST", "/circuits/payments/outcomes", {"success": True, "durationMs": -1})[0] == 400
 
 
-def test_reported_failures_trip_the_circuit_with_a_conditional_write(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_reported_failures_trip_the_circuit_with_a_conditional_write(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("orders", "CLOSED", 5, failureThreshold=3)
     assert env.ask("GET", "/circuits/orders")[1]["version"] == 5
     # Below the minimum number of calls nothing trips, whatever the rate.
@@ -162,7 +153,7 @@ def test_reported_failures_trip_the_circuit_with_a_conditional_write(env: Lambda
     assert (status, body["state"], body["version"], body["permitted"]) == (200, "OPEN", 6, False)
 
 
-def test_slow_calls_trip_the_circuit(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_slow_calls_trip_the_circuit(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("shipping", "CLOSED", 1)
     env.ask("GET", "/circuits/shipping")
     for duration in (250, 300, 10, 400):  # 3 of 4 slower than 200 ms, all successful
@@ -171,7 +162,7 @@ def test_slow_calls_trip_the_circuit(env: LambdaEnvironment, moto: MotoServer) -
     assert item and "3 were slow" in item["reason"]
 
 
-def test_a_concurrent_write_is_not_lost_by_a_trip(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_a_concurrent_write_is_not_lost_by_a_trip(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("ledger", "CLOSED", 1)
     assert env.ask("GET", "/circuits/ledger")[1]["version"] == 1  # cached at version 1
     moto.put_circuit("ledger", "CLOSED", 2, consecutiveFailures=2)  # the health checker wrote meanwhile
@@ -182,7 +173,7 @@ def test_a_concurrent_write_is_not_lost_by_a_trip(env: LambdaEnvironment, moto: 
     assert item["consecutiveFailures"] == 2
 
 
-def test_an_operator_state_is_never_overwritten_by_a_trip(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_an_operator_state_is_never_overwritten_by_a_trip(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("reports", "DISABLED", 4)
     assert env.ask("GET", "/circuits/reports")[1]["permitted"] is True
     for _ in range(6):
@@ -191,7 +182,7 @@ def test_an_operator_state_is_never_overwritten_by_a_trip(env: LambdaEnvironment
     assert (moto.circuit("reports")["state"], moto.circuit("reports")["version"]) == ("DISABLED", 4)
 
 
-def test_half_open_hands_out_a_limited_number_of_trials(env: LambdaEnvironment, moto: MotoServer) -> None:
+def test_half_open_hands_out_a_limited_number_of_trials(env: ProtectedFunction, moto: CircuitMoto) -> None:
     moto.put_circuit("search", "HALF_OPEN", 3, halfOpenTrials=2, halfOpenTrialsLeft=2)
     assert env.ask("GET", "/circuits/search")[1]["permitted"] is True  # a look does not take a trial
     trials = [env.ask("GET", "/circuits/search?acquire=1")[1]["permitted"] for _ in range(3)]
@@ -202,10 +193,9 @@ def test_half_open_hands_out_a_limited_number_of_trials(env: LambdaEnvironment, 
     assert item["version"] == 4 and "trial call failed" in item["reason"]
 
 
-def test_dynamodb_outage_serves_the_cached_state_flagged_stale(tmp_path: Path) -> None:
-    moto = MotoServer()
+def test_dynamodb_outage_serves_the_cached_state_flagged_stale(tmp_path: Path, lambda_environment: Any) -> None:
+    moto = CircuitMoto()
     moto.start()
-    moto.create_table()
     moto.put_circuit("payments", "OPEN", 9)
     try:
         with lambda_environment(tmp_path, moto, CIRCUIT_BREAKER_CACHE_TTL_MS="200") as env:
@@ -242,7 +232,7 @@ def test_dynamodb_outage_serves_the_cached_state_flagged_stale(tmp_path: Path) -
         moto.stop()
 
 
-def test_shutdown_event_ends_the_extension_process(tmp_path: Path, moto: MotoServer) -> None:
+def test_shutdown_event_ends_the_extension_process(tmp_path: Path, moto: CircuitMoto, lambda_environment: Any) -> None:
     moto.put_circuit("payments", "CLOSED", 1)
     with lambda_environment(tmp_path, moto) as env:
         env.invoke({"circuits": ["payments"]})
@@ -258,7 +248,9 @@ def test_shutdown_event_ends_the_extension_process(tmp_path: Path, moto: MotoSer
             env.ask("GET", "/circuits/payments")
 
 
-def test_bad_configuration_is_reported_as_an_init_error(tmp_path: Path, moto: MotoServer) -> None:
+def test_bad_configuration_is_reported_as_an_init_error(
+    tmp_path: Path, moto: CircuitMoto, lambda_environment: Any
+) -> None:
     with lambda_environment(tmp_path, moto, CIRCUIT_BREAKER_TABLE="", CIRCUIT_BREAKER_CACHE_TTL_MS="soon") as env:
         with pytest.raises(urllib.error.HTTPError) as failed:
             env.invoke({"circuits": []})
@@ -268,7 +260,7 @@ def test_bad_configuration_is_reported_as_an_init_error(tmp_path: Path, moto: Mo
         assert "CIRCUIT_BREAKER_TABLE is not set" in log and "CIRCUIT_BREAKER_CACHE_TTL_MS='soon'" in log
 
 
-def test_a_taken_port_is_reported_as_an_init_error(tmp_path: Path, moto: MotoServer) -> None:
+def test_a_taken_port_is_reported_as_an_init_error(tmp_path: Path, moto: CircuitMoto, lambda_environment: Any) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen(1)
@@ -281,7 +273,9 @@ def test_a_taken_port_is_reported_as_an_init_error(tmp_path: Path, moto: MotoSer
             assert f"cannot listen on 127.0.0.1:{port}" in env.log()
 
 
-def test_the_synthesized_layer_asset_runs_as_deployed(sample_assembly: Any, moto: MotoServer, tmp_path: Path) -> None:
+def test_the_synthesized_layer_asset_runs_as_deployed(
+    sample_assembly: Any, moto: CircuitMoto, tmp_path: Path, lambda_environment: Any
+) -> None:
     """The layer asset the sample app stages for deployment (not the source folder) at /opt."""
     staged = [path.parent.parent for path in sample_assembly.outdir.glob("asset.*/extensions/circuit-breaker")]
     assert len(staged) == 1, staged
@@ -298,7 +292,8 @@ def test_the_synthesized_layer_asset_runs_as_deployed(sample_assembly: Any, moto
 
 # -- the pure parts, in process --------------------------------------------------------------
 def test_settings_from_the_contracts_environment() -> None:
-    from circuit_breaker_ext.config import ConfigError, Settings  # the layer's python/ (the harness put it on the path)
+    config = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.config")
+    ConfigError, Settings = config.ConfigError, config.Settings
 
     settings = Settings.from_env({"CIRCUIT_BREAKER_TABLE": "t", "AWS_SESSION_TOKEN": "tok"})
     assert (settings.port, settings.cache_ttl_ms, settings.failure_rate, settings.min_calls) == (4243, 2000, 50.0, 10)
@@ -311,7 +306,7 @@ def test_settings_from_the_contracts_environment() -> None:
 
 
 def test_outcome_window_slides_and_needs_the_minimum_number_of_calls() -> None:
-    from circuit_breaker_ext.outcomes import OutcomeWindow
+    OutcomeWindow = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.outcomes").OutcomeWindow
 
     window = OutcomeWindow(window_ms=1000, min_calls=4, failure_rate=50, slow_call_ms=100)
     assert not window.add(0, False, 1).trip
@@ -332,11 +327,11 @@ def test_outcome_window_slides_and_needs_the_minimum_number_of_calls() -> None:
     assert window.verdict(1019) == type(verdict)(calls=0, failures=0, slow=0, trip=False)
 
 
-def test_a_new_state_starts_a_new_outcome_window(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_state_starts_a_new_outcome_window(moto: CircuitMoto, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache over moto in process (TTL 0: every lookup reads): failures from before an OPEN
     period do not count once the circuit is CLOSED again, and calls while OPEN are not counted."""
-    from circuit_breaker_ext.config import Settings
-    from circuit_breaker_ext.store import CircuitStore
+    Settings = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.config").Settings
+    CircuitStore = load_runtime_module("circuit_breaker_extension", "circuit_breaker_ext.store").CircuitStore
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint)
     settings = Settings(table=moto.table, cache_ttl_ms=0, min_calls=4, failure_rate=50, window_ms=60_000)
@@ -367,7 +362,7 @@ def test_the_start_up_path_imports_nothing_heavy() -> None:
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
-        env={**os.environ, "PYTHONPATH": str(LAYER_PYTHON)},
+        env={**os.environ, "PYTHONPATH": str(asset_path("circuit_breaker_extension") / "python")},
         capture_output=True,
         text=True,
         check=True,

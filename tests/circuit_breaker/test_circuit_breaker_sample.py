@@ -1,4 +1,5 @@
-"""The sample checkout function (integ/sample_circuit_breaker.py) with the real function-side client.
+"""The sample checkout function (integ/functions/circuit_breaker_checkout/, deployed by
+integ/sample_circuit_breaker.py) with the real function-side client from the breaker's layer.
 
 The payments service is a real HTTP server on 127.0.0.1. The extension is played by a small HTTP
 server speaking the local protocol of the contract (GET /circuits/{id}, POST .../outcomes, token
@@ -20,14 +21,16 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from cdk_serverless_patterns.testing.moto import load_runtime_module
+
+#: Sample-only Lambda code lives beside the sample stacks, not in lambda_src/ (which ships in the wheel).
+CHECKOUT = Path(__file__).resolve().parents[2] / "integ" / "functions" / "circuit_breaker_checkout" / "checkout.py"
 TOKEN = "session-token-of-the-function"
 
 
 def _load_checkout() -> Any:
-    sys.path.insert(0, str(ROOT / "lambda_src" / "circuit_breaker_extension" / "python"))
-    path = ROOT / "lambda_src" / "circuit_breaker_sample_checkout" / "checkout.py"
-    spec = importlib.util.spec_from_file_location("circuit_breaker_sample_checkout_under_test", path)
+    """The sample's handler module, loaded as Lambda would (the layer's python/ folder already on the path)."""
+    spec = importlib.util.spec_from_file_location("circuit_breaker_sample_checkout_under_test", CHECKOUT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -35,8 +38,9 @@ def _load_checkout() -> Any:
     return module
 
 
+# The layer first: its python/ folder is /opt/python on Lambda, where the sample imports the client from.
+client_module = load_runtime_module("circuit_breaker_extension", "circuit_breaker_client")
 checkout = _load_checkout()
-client_module = sys.modules["circuit_breaker_client"]
 
 
 class Server:

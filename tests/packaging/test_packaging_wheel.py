@@ -70,6 +70,26 @@ def test_wheel_carries_the_package_and_every_asset_but_no_caches(wheel: Path) ->
     assert "serverless-patterns = cdk_serverless_patterns.toolkit.cli:main" in entry_points
 
 
+def test_wheel_carries_no_sample_code(wheel: Path) -> None:
+    """Samples (integ/: the sample app, its stacks and their functions) stay in the repository; the
+    assets in the wheel are exactly lambda_src/'s folders, none of them a sample."""
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    assert not [n for n in names if n.startswith("integ/") or "/integ/" in n]
+    sample_sources = {
+        path.read_bytes(): str(path.relative_to(ROOT))
+        for path in (ROOT / "integ").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and path.stat().st_size
+    }
+    assert any(source.startswith("integ/functions/") for source in sample_sources.values()), sample_sources
+    copied = {name: sample_sources[data] for name in names if (data := archive.read(name)) in sample_sources}
+    assert not copied, f"sample code in the wheel: {copied}"
+    bundled = "cdk_serverless_patterns/_lambda_src/"
+    shipped = {n.removeprefix(bundled).split("/")[0] for n in names if n.startswith(bundled) and n.count("/") > 2}
+    assert shipped == set(asset_folders()), f"assets in the wheel: {sorted(shipped)}"
+    assert not [asset for asset in shipped if "sample" in asset], f"a sample asset in the wheel: {sorted(shipped)}"
+
+
 def test_installed_wheel_synthesizes_an_app_with_its_bundled_assets(wheel: Path, tmp_path: Path) -> None:
     folders = asset_folders()
     assert folders, "lambda_src has no asset folder to look for"

@@ -10,12 +10,9 @@ and the completion landing between the function's look and its token write.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,11 +23,12 @@ from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing import DurableFunctionTestRunner
 from moto import mock_aws
 
-from cdk_serverless_patterns.testing.moto import create_callback_table
+from cdk_serverless_patterns.testing.moto import create_callback_table, load_runtime_module
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lambda_src" / "callback_durable"))
-durable_callback = importlib.import_module("durable_callback")
+# The handler below calls this copy; the SDK's runner is given that handler, not the module's name.
+durable_callback = load_runtime_module(
+    "callback_durable", "durable_callback", name="durable_callback__test_callback_durable"
+)
 
 REGION = "us-east-1"
 TABLE = "callback-tokens"

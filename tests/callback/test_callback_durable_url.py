@@ -8,11 +8,8 @@ is; the test plays the resumer from that delivered event, exactly as the contrac
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,13 +20,14 @@ from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing import DurableFunctionTestRunner
 from moto import mock_aws
 
-from cdk_serverless_patterns.testing.moto import create_callback_table
+from cdk_serverless_patterns.testing.moto import create_callback_table, load_runtime_module
 
-ROOT = Path(__file__).resolve().parents[2]
-for asset in ("callback_durable", "callback_url"):
-    sys.path.insert(0, str(ROOT / "lambda_src" / asset))
-durable_callback = importlib.import_module("durable_callback")
-cbh = importlib.import_module("callback_url_handler")
+durable_callback = load_runtime_module(
+    "callback_durable", "durable_callback", name="durable_callback__test_callback_durable_url"
+)
+cbh = load_runtime_module(
+    "callback_url", "callback_url_handler", name="callback_url_handler__test_callback_durable_url"
+)
 
 REGION, TABLE, BUS = "us-east-1", "callback-tokens", "callback-bus"
 SECRET = "c0ffee-per-job"

@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 
+from cdk_serverless_patterns.testing.moto import load_runtime_module
+
 pytestmark = pytest.mark.slow
+
+# B's runtime modules, one copy each for this file.
+callback_url_handler = load_runtime_module(
+    "callback_url", "callback_url_handler", name="callback_url_handler__test_callback_flows"
+)
+durable_callback = load_runtime_module(
+    "callback_durable", "durable_callback", name="durable_callback__test_callback_flows"
+)
 
 
 def _wait_task_successes(flows: Any, execution_arn: str) -> int:
@@ -283,16 +293,10 @@ def test_ttl_bridge_expires_only_past_items(moto_flows: Any) -> None:
 
 def _callback_url_handler(flows: Any) -> Any:
     """B's callback-URL handler (lambda_src/callback_url), in-process against the same moto."""
-    import importlib
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src" / "callback_url"))
-    handler_module = importlib.import_module("callback_url_handler")
-    settings = handler_module.Settings(
+    settings = callback_url_handler.Settings(
         table_name=flows.table, event_bus_name="default", namespaces=frozenset({"vendor"}), auth_mode="secret"
     )
-    return handler_module.CallbackUrlHandler(
+    return callback_url_handler.CallbackUrlHandler(
         settings=settings, dynamodb=flows.dynamodb, events=flows.events, secrets=None
     )
 
@@ -358,18 +362,12 @@ def test_durable_function_is_resumed_by_the_resumer(moto_flows: Any) -> None:
     """B's durable helper waits in the durable SDK's local runner; the completion event goes
     through EventBridge to the resumer, whose Lambda durable-callback tasks the bridge routes to
     that runner (moto has no durable-execution APIs)."""
-    import importlib
-    import sys
-    from pathlib import Path
-
     from aws_durable_execution_sdk_python import DurableContext, durable_execution
     from aws_durable_execution_sdk_python.lambda_service import ErrorObject
     from aws_durable_execution_sdk_python_testing import DurableFunctionTestRunner
 
     from cdk_serverless_patterns.local import moto_bridge
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src" / "callback_durable"))
-    durable_callback = importlib.import_module("durable_callback")
     flows = moto_flows
 
     @durable_execution

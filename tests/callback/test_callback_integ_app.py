@@ -19,25 +19,18 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from cdk_serverless_patterns.testing.checks import CheckedAssembly, cfn_lint_findings, format_table
+from cdk_serverless_patterns.testing.checks import CheckedAssembly
 from cdk_serverless_patterns.testing.integ import (
-    AGNOSTIC_ENVIRONMENT,
-    CUSTOM_RESOURCE_TIMEOUT_SECONDS,
     depends_on,
     expected_mismatch,
     export_target,
     granted_actions,
     imported_export,
-    integ_test_cases,
-    nag_evaluated_stacks,
-    nag_findings_on,
+    integ_app_problems,
     normalize_integ_template,
     resource_ref,
-    resources_without_stack_ids,
     sdk_calls,
-    stack_environments,
     string_token,
-    waiter_budgets,
 )
 
 #: The app these tests cover (test_every_integ_app_is_covered_here reads this line in every pattern's test).
@@ -63,33 +56,17 @@ def test_every_integ_app_is_covered_here() -> None:
     assert {path.stem for path in (ROOT / "integ").glob("integ_*.py")} == covered
 
 
-def test_integ_manifest_registers_the_test_cases(callback_integ_assembly: CheckedAssembly) -> None:
-    """integ.json (what the integ-runner reads) lists the test-case stacks and the assertion stack."""
-    (case,) = integ_test_cases(callback_integ_assembly.outdir).values()
-    assert case.stacks == TEST_CASE_STACKS
-    assert case.assertion_stack == ASSERTION_STACK
-    assert set(callback_integ_assembly.templates) == {*TEST_CASE_STACKS, ASSERTION_STACK}
-
-
-def test_all_stacks_share_one_environment(callback_integ_assembly: CheckedAssembly) -> None:
-    """The assertion stack refers to the test cases' resources: CDK allows that only within one environment."""
-    environments = stack_environments(callback_integ_assembly.outdir)
-    assert len(environments) == len(TEST_CASE_STACKS) + 1
-    assert set(environments.values()) == {AGNOSTIC_ENVIRONMENT}, environments
-
-
-def test_test_case_stacks_are_the_sample_stacks(
+def test_the_app_is_sound(
     callback_integ_assembly: CheckedAssembly, sample_templates: dict[str, dict[str, Any]]
 ) -> None:
-    """Same resources as the sample app's stacks; only exports for the assertion stack are added."""
-    for integ_stack, sample_stack in SAMPLE_APP_STACKS.items():
-        integ_template = callback_integ_assembly.templates[integ_stack]
-        sample_template = sample_templates[sample_stack]
-        assert resources_without_stack_ids(integ_template) == resources_without_stack_ids(sample_template)
-        outputs = integ_template["Outputs"]
-        assert {k: v for k, v in outputs.items() if k in sample_template["Outputs"]} == sample_template["Outputs"]
-        added = set(outputs) - set(sample_template["Outputs"])
-        assert added and all(k.startswith("ExportsOutput") for k in added), added
+    """Registered test cases, one environment, the sample app's stacks, nag and cfn-lint clean."""
+    problems = integ_app_problems(
+        callback_integ_assembly,
+        test_case_stacks=TEST_CASE_STACKS,
+        assertion_stack=ASSERTION_STACK,
+        sample_templates={integ: sample_templates[sample] for integ, sample in SAMPLE_APP_STACKS.items()},
+    )
+    assert not problems, "\n".join(problems)
 
 
 def test_probe_stack_waits_on_the_pattern(callback_integ_assembly: CheckedAssembly) -> None:
@@ -114,21 +91,6 @@ def test_probe_stack_waits_on_the_pattern(callback_integ_assembly: CheckedAssemb
     template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Delete"})  # the probe leaves nothing behind
 
 
-def test_test_case_stacks_are_nag_clean(callback_integ_assembly: CheckedAssembly) -> None:
-    """cdk-nag's packs leave no finding on the test-case stacks; the assertion stack is test scaffolding."""
-    findings = nag_findings_on(callback_integ_assembly, TEST_CASE_STACKS)
-    assert not findings, "unacknowledged cdk-nag findings:\n" + format_table(findings)
-    # Not vacuous: the packs did evaluate every test-case stack (their acknowledged findings are reported).
-    evaluated = nag_evaluated_stacks(callback_integ_assembly.outdir)
-    assert set(TEST_CASE_STACKS) <= evaluated, f"cdk-nag did not evaluate {set(TEST_CASE_STACKS) - evaluated}"
-
-
-def test_cfn_lint_finds_no_error(callback_integ_assembly: CheckedAssembly) -> None:
-    findings = [f for f in cfn_lint_findings(callback_integ_assembly.templates) if f.severity == "error"]
-    assert not findings, "cfn-lint errors:\n" + format_table(findings)
-
-
-# ---------------------------------------------------------------------------------- assertions
 def test_callback_assertions_drive_the_three_paths(callback_integ_assembly: CheckedAssembly) -> None:
     import integ_callback as cb
 
@@ -372,14 +334,6 @@ def test_assertion_providers_may_make_their_calls(callback_integ_assembly: Check
     }
     granted = granted_actions(callback_integ_assembly.templates[ASSERTION_STACK])
     assert needed <= granted, f"{APP}: not granted {needed - granted}"
-
-
-def test_waits_fit_in_a_custom_resource(callback_integ_assembly: CheckedAssembly) -> None:
-    """CloudFormation waits at most an hour for a custom resource: every waiter gives up before that."""
-    budgets = waiter_budgets(callback_integ_assembly.templates[ASSERTION_STACK])
-    assert budgets, f"{APP}: no waiter state machine"
-    for logical_id, seconds in budgets.items():
-        assert seconds < CUSTOM_RESOURCE_TIMEOUT_SECONDS, f"{APP} {logical_id}: waits {seconds} s"
 
 
 # ---------------------------------------------------------------------------------- snapshots

@@ -7,7 +7,6 @@ auth with a Secrets Manager key, KMS-encrypted table, WAF, source ranges, own lo
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
 from cdk_serverless_patterns.core import PropError, acknowledge
 from cdk_serverless_patterns.testing import normalize_template
 from cdk_serverless_patterns.testing.checks import cfn_lint_findings, format_table, synth_with_checks
+from cdk_serverless_patterns.testing.moto import load_runtime_module
 
-ROOT = Path(__file__).resolve().parents[2]
 WEB_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/callbacks/0123abcd"
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 DEFAULT, CONFIGURED = "CallbackUrlsDefaults", "CallbackUrlsConfigured"
@@ -260,8 +259,9 @@ def test_handler_is_configured_by_environment_without_any_secret(built: Built) -
 
 
 def test_environment_the_construct_sets_is_what_the_handler_reads(built: Built) -> None:
-    sys.path.insert(0, str(ROOT / "lambda_src" / "callback_url"))
-    import callback_url_handler
+    callback_url_handler = load_runtime_module(
+        "callback_url", "callback_url_handler", name="callback_url_handler__test_callback_url_construct"
+    )
 
     for stack in (DEFAULT, CONFIGURED):
         [function] = resources(built, stack, "AWS::Lambda::Function").values()

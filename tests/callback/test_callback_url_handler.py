@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,11 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from cdk_serverless_patterns.testing.moto import create_callback_table
+from cdk_serverless_patterns.testing.moto import create_callback_table, load_runtime_module
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lambda_src" / "callback_url"))
-cbh = importlib.import_module("callback_url_handler")
+# One copy for the file: the tests that monkeypatch its state (``_handler``) call into this same object.
+cbh = load_runtime_module(
+    "callback_url", "callback_url_handler", name="callback_url_handler__test_callback_url_handler"
+)
 
 REGION = "us-east-1"
 TABLE = "callback-tokens"

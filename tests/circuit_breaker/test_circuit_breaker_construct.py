@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 import aws_cdk as cdk
@@ -25,6 +24,7 @@ from cdk_serverless_patterns.circuit_breaker import CircuitBreaker
 from cdk_serverless_patterns.core import PropError
 from cdk_serverless_patterns.testing import normalize_template
 from cdk_serverless_patterns.testing.checks import CheckedAssembly, format_table, synth_with_checks
+from cdk_serverless_patterns.testing.moto import load_runtime_module
 
 LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:circuit-breaker:7"
 EXISTING_TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/shared-circuits"
@@ -249,15 +249,9 @@ def test_scheduler_role_may_only_invoke_the_checker_and_reach_the_queue(built: B
 
 def test_every_schedule_input_is_a_config_the_health_checker_accepts(built: Built) -> None:
     """The construct and the runtime agree on the event: parse each synthesized input with the checker itself."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "lambda_src" / "circuit_breaker_health_checker" / "health_checker.py"
-    spec = importlib.util.spec_from_file_location("circuit_breaker_health_checker_contract", path)
-    assert spec and spec.loader
-    checker = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = checker  # dataclasses resolve their module by name
-    spec.loader.exec_module(checker)
+    checker = load_runtime_module(
+        "circuit_breaker_health_checker", "health_checker", name="health_checker__test_circuit_breaker_construct"
+    )
     inputs = [
         json.loads(s["Properties"]["Target"]["Input"])
         for stack in ("Breaker", "Cmk")

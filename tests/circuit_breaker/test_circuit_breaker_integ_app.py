@@ -17,25 +17,18 @@ import pytest
 from aws_cdk.assertions import Template
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from cdk_serverless_patterns.testing.checks import CheckedAssembly, cfn_lint_findings, format_table
+from cdk_serverless_patterns.testing.checks import CheckedAssembly
 from cdk_serverless_patterns.testing.integ import (
-    AGNOSTIC_ENVIRONMENT,
-    CUSTOM_RESOURCE_TIMEOUT_SECONDS,
     assert_expected,
     call_chain,
     depends_on,
     export_target,
     granted_actions,
     imported_export,
-    integ_test_cases,
-    nag_evaluated_stacks,
-    nag_findings_on,
+    integ_app_problems,
     normalize_integ_template,
     resource_ref,
-    resources_without_stack_ids,
     sdk_calls,
-    stack_environments,
-    waiter_budgets,
 )
 from cdk_serverless_patterns.testing.moto import create_circuit_table, load_runtime_module
 
@@ -49,50 +42,19 @@ SAMPLE_APP_STACKS = {SAMPLE_STACK: "ServerlessPatternsCircuitBreaker"}
 
 
 # ---------------------------------------------------------------------------------- test cases
-def test_integ_manifest_registers_the_test_cases(circuit_breaker_integ_assembly: CheckedAssembly) -> None:
-    """integ.json (what the integ-runner reads) lists the test-case stacks and the assertion stack."""
-    (case,) = integ_test_cases(circuit_breaker_integ_assembly.outdir).values()
-    assert case.stacks == TEST_CASE_STACKS
-    assert case.assertion_stack == ASSERTION_STACK
-    assert set(circuit_breaker_integ_assembly.templates) == {*TEST_CASE_STACKS, ASSERTION_STACK}
-
-
-def test_all_stacks_share_one_environment(circuit_breaker_integ_assembly: CheckedAssembly) -> None:
-    """The assertion stack refers to the test case's resources: CDK allows that only within one environment."""
-    environments = stack_environments(circuit_breaker_integ_assembly.outdir)
-    assert len(environments) == len(TEST_CASE_STACKS) + 1
-    assert set(environments.values()) == {AGNOSTIC_ENVIRONMENT}, environments
-
-
-def test_test_case_stacks_are_the_sample_stacks(
+def test_the_app_is_sound(
     circuit_breaker_integ_assembly: CheckedAssembly, sample_templates: dict[str, dict[str, Any]]
 ) -> None:
-    """Same resources as the sample app's stack; only exports for the assertion stack are added."""
-    for integ_stack, sample_stack in SAMPLE_APP_STACKS.items():
-        integ_template = circuit_breaker_integ_assembly.templates[integ_stack]
-        sample_template = sample_templates[sample_stack]
-        assert resources_without_stack_ids(integ_template) == resources_without_stack_ids(sample_template)
-        outputs = integ_template["Outputs"]
-        assert {k: v for k, v in outputs.items() if k in sample_template["Outputs"]} == sample_template["Outputs"]
-        added = set(outputs) - set(sample_template["Outputs"])
-        assert added and all(k.startswith("ExportsOutput") for k in added), added
+    """Registered test cases, one environment, the sample app's stacks, nag and cfn-lint clean."""
+    problems = integ_app_problems(
+        circuit_breaker_integ_assembly,
+        test_case_stacks=TEST_CASE_STACKS,
+        assertion_stack=ASSERTION_STACK,
+        sample_templates={integ: sample_templates[sample] for integ, sample in SAMPLE_APP_STACKS.items()},
+    )
+    assert not problems, "\n".join(problems)
 
 
-def test_test_case_stacks_are_nag_clean(circuit_breaker_integ_assembly: CheckedAssembly) -> None:
-    """cdk-nag's packs leave no finding on the test-case stack; the assertion stack is test scaffolding."""
-    findings = nag_findings_on(circuit_breaker_integ_assembly, TEST_CASE_STACKS)
-    assert not findings, "unacknowledged cdk-nag findings:\n" + format_table(findings)
-    # Not vacuous: the packs did evaluate every test-case stack (their acknowledged findings are reported).
-    evaluated = nag_evaluated_stacks(circuit_breaker_integ_assembly.outdir)
-    assert set(TEST_CASE_STACKS) <= evaluated, f"cdk-nag did not evaluate {set(TEST_CASE_STACKS) - evaluated}"
-
-
-def test_cfn_lint_finds_no_error(circuit_breaker_integ_assembly: CheckedAssembly) -> None:
-    findings = [f for f in cfn_lint_findings(circuit_breaker_integ_assembly.templates) if f.severity == "error"]
-    assert not findings, "cfn-lint errors:\n" + format_table(findings)
-
-
-# ---------------------------------------------------------------------------------- assertions
 def test_circuit_breaker_assertions_open_the_probe_circuit(circuit_breaker_integ_assembly: CheckedAssembly) -> None:
     import integ_circuit_breaker as cb
 
@@ -227,14 +189,6 @@ def test_assertion_providers_may_make_their_calls(circuit_breaker_integ_assembly
     needed = {"lambda:InvokeFunction", "dynamodb:GetItem"}
     granted = granted_actions(circuit_breaker_integ_assembly.templates[ASSERTION_STACK])
     assert needed <= granted, f"{APP}: not granted {needed - granted}"
-
-
-def test_waits_fit_in_a_custom_resource(circuit_breaker_integ_assembly: CheckedAssembly) -> None:
-    """CloudFormation waits at most an hour for a custom resource: every waiter gives up before that."""
-    budgets = waiter_budgets(circuit_breaker_integ_assembly.templates[ASSERTION_STACK])
-    assert budgets, f"{APP}: no waiter state machine"
-    for logical_id, seconds in budgets.items():
-        assert seconds < CUSTOM_RESOURCE_TIMEOUT_SECONDS, f"{APP} {logical_id}: waits {seconds} s"
 
 
 # ---------------------------------------------------------------------------------- snapshots

@@ -29,7 +29,10 @@ TOKEN = "session-token-of-the-function"
 
 
 def _load_checkout() -> Any:
-    """The sample's handler module, loaded as Lambda would (the layer's python/ folder already on the path)."""
+    """The sample's handler module, loaded as Lambda would (the layer's python/ folder already on the path).
+
+    The same mechanism as ``load_runtime_module`` for a function asset, which serves only ``lambda_src/``.
+    """
     spec = importlib.util.spec_from_file_location("circuit_breaker_sample_checkout_under_test", CHECKOUT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -6,9 +6,9 @@ without the CDK; the construct classes load on first use (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from cdk_serverless_patterns._lazy import lazy_exports
 from cdk_serverless_patterns.callback import contract
 
 _EXPORTS = {
@@ -24,15 +24,4 @@ if TYPE_CHECKING:
 
 __all__ = ["CallbackPattern", "CallbackUrls", "JobSource", "contract"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

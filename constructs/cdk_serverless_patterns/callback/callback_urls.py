@@ -12,7 +12,7 @@ on its own with any table that follows the token-record contract.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -114,24 +114,31 @@ class CallbackUrls(Construct):
     ) -> None:
         super().__init__(scope, id)
         namespaces = list(namespaces)
-        _validate(
+        # The props the shared REST API takes (core.apis), checked and passed on as one.
+        api_props: dict[str, Any] = {
+            "stage_name": stage_name,
+            "throttling_rate_limit": throttling_rate_limit,
+            "throttling_burst_limit": throttling_burst_limit,
+            "access_log_encryption_key": access_log_encryption_key,
+            "existing_access_log_group": existing_access_log_group,
+            "web_acl_arn": web_acl_arn,
+            "allowed_source_cidrs": allowed_source_cidrs,
+            "domain_name": domain_name,
+            "certificate": certificate,
+            "disable_execute_api_endpoint": disable_execute_api_endpoint,
+        }
+        errors = PropErrors(type(self).__name__)
+        _check_callback_props(
+            errors,
             namespaces=namespaces,
             auth=auth,
             hmac_secret=hmac_secret,
             accept_early_callbacks=accept_early_callbacks,
             replay_window=replay_window,
             max_body_size=max_body_size,
-            stage_name=stage_name,
-            throttling_rate_limit=throttling_rate_limit,
-            throttling_burst_limit=throttling_burst_limit,
-            access_log_encryption_key=access_log_encryption_key,
-            existing_access_log_group=existing_access_log_group,
-            web_acl_arn=web_acl_arn,
-            allowed_source_cidrs=allowed_source_cidrs,
-            domain_name=domain_name,
-            certificate=certificate,
-            disable_execute_api_endpoint=disable_execute_api_endpoint,
         )
+        check_api_props(errors, **api_props)
+        errors.raise_if_any()
         self._namespaces = tuple(namespaces)
         self._auth: CallbackAuth = auth
         self._hmac_secret = hmac_secret
@@ -174,18 +181,9 @@ class CallbackUrls(Construct):
             rest_api_name=f"{cdk.Names.unique_id(self)[-200:]}-callbacks",
             description="Job callbacks: POST /callbacks/{namespace}/{jobId}, authenticated per job by the handler",
             purpose="the callback URL API",
-            stage_name=stage_name,
-            throttling_rate_limit=throttling_rate_limit,
-            throttling_burst_limit=throttling_burst_limit,
             access_log_retention=access_log_retention,
-            access_log_encryption_key=access_log_encryption_key,
-            existing_access_log_group=existing_access_log_group,
-            web_acl_arn=web_acl_arn,
-            allowed_source_cidrs=allowed_source_cidrs,
-            domain_name=domain_name,
-            certificate=certificate,
-            disable_execute_api_endpoint=disable_execute_api_endpoint,
             removal_policy=removal_policy,
+            **api_props,
             waf_reason="WAF is opt-in (web_acl_arn): callers are authenticated per job by the handler, the stage is "
             "throttled, and bodies are size-limited and schema-validated before the handler runs.",
         )
@@ -300,7 +298,8 @@ class CallbackUrls(Construct):
         return self._hmac_secret
 
 
-def _validate(
+def _check_callback_props(
+    errors: PropErrors,
     *,
     namespaces: list[str],
     auth: str,
@@ -308,18 +307,7 @@ def _validate(
     accept_early_callbacks: bool,
     replay_window: cdk.Duration,
     max_body_size: int,
-    stage_name: str,
-    throttling_rate_limit: float,
-    throttling_burst_limit: int,
-    access_log_encryption_key: kms.IKey | None,
-    existing_access_log_group: logs.ILogGroup | None,
-    web_acl_arn: str | None,
-    allowed_source_cidrs: Sequence[str] | None,
-    domain_name: str | None,
-    certificate: acm.ICertificate | None,
-    disable_execute_api_endpoint: bool,
 ) -> None:
-    errors = PropErrors("CallbackUrls")
     if errors.require(bool(namespaces), "namespaces", "must name at least one namespace"):
         errors.require(
             len(namespaces) <= _MAX_NAMESPACES, "namespaces", f"at most {_MAX_NAMESPACES}, got {len(namespaces)}"
@@ -354,20 +342,6 @@ def _validate(
         f"must be between 1 and {MAX_BODY_SIZE_LIMIT} bytes (one EventBridge event carries the body), "
         f"got {max_body_size!r}",
     )
-    check_api_props(
-        errors,
-        stage_name=stage_name,
-        throttling_rate_limit=throttling_rate_limit,
-        throttling_burst_limit=throttling_burst_limit,
-        access_log_encryption_key=access_log_encryption_key,
-        existing_access_log_group=existing_access_log_group,
-        web_acl_arn=web_acl_arn,
-        allowed_source_cidrs=allowed_source_cidrs,
-        domain_name=domain_name,
-        certificate=certificate,
-        disable_execute_api_endpoint=disable_execute_api_endpoint,
-    )
-    errors.raise_if_any()
 
 
 def _body_schema(auth: str) -> apigw.JsonSchema:

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aws_cdk as cdk
-import jsii
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -32,6 +31,14 @@ from cdk_serverless_patterns.circuit_breaker.health_check import (
     check_circuit,
     schedule_health_check,
 )
+from cdk_serverless_patterns.circuit_breaker.protection import (
+    MAX_CIRCUIT_LIST_CHARS,
+    MIN_PYTHON,
+    SUPPORTED_RUNTIMES,
+    CircuitList,
+    ProtectedCircuitsAreKnown,
+    check_protect,
+)
 from cdk_serverless_patterns.core import (
     PropErrors,
     acknowledge,
@@ -41,13 +48,9 @@ from cdk_serverless_patterns.core import (
     pattern_function,
 )
 from cdk_serverless_patterns.core.tables import check_table_props, grant_table_key, pattern_table
-from constructs import Construct, IValidation
+from constructs import Construct
 
-#: Python runtimes whose interpreter can run the extension (it runs on the function's own Python).
-MIN_PYTHON = (3, 12)
-SUPPORTED_RUNTIMES = (lambda_.Runtime.PYTHON_3_12, lambda_.Runtime.PYTHON_3_13, lambda_.Runtime.PYTHON_3_14)
-#: Room for CIRCUIT_BREAKER_CIRCUITS in a function's environment (4 KB in all, shared with the user's).
-MAX_CIRCUIT_LIST_CHARS = 2048
+__all__ = ["MAX_CIRCUIT_LIST_CHARS", "MIN_PYTHON", "SUPPORTED_RUNTIMES", "CircuitBreaker"]
 
 
 class CircuitBreaker(Construct):
@@ -236,7 +239,7 @@ class CircuitBreaker(Construct):
         self._scheduler_role.add_to_policy(
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self._dead_letter_queue.queue_arn])
         )
-        self.node.add_validation(_ProtectedCircuitsAreKnown(self))
+        self.node.add_validation(ProtectedCircuitsAreKnown(lambda: self.circuits, lambda: self._protected))
 
     # ----------------------------------------------------------------------------------------------
     def add_circuit(
@@ -345,45 +348,22 @@ class CircuitBreaker(Construct):
             slow_call_duration: A call taking at least this long counts as slow. Default: 5 seconds.
         """
         errors = PropErrors(f"{type(self).__name__}.protect")
-        runtime = getattr(function, "runtime", None)
-        if not isinstance(function, lambda_.Function) or runtime is None:
-            errors.add("function", f"must be a lambda_.Function with a Python runtime, got {type(function).__name__}")
-        elif not _supported_runtime(runtime):
-            supported = ", ".join(r.name for r in SUPPORTED_RUNTIMES)
-            errors.add(
-                "function",
-                f"runtime {runtime.name} cannot run the circuit breaker extension, which runs on the function's own "
-                f"Python interpreter: use Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer ({supported})",
-            )
-        elif any(fn is function for fn, _ in self._protected):
-            errors.add("function", f"{function.node.path} is already protected by this breaker")
-        ids: tuple[str, ...] | None = None
-        if circuits is not None:
-            ids = tuple(circuits)
-            malformed = [c for c in ids if not isinstance(c, str) or not contract.CIRCUIT_ID_PATTERN.fullmatch(c)]
-            errors.require(bool(ids), "circuits", "must name at least one circuit (or be None for all of them)")
-            errors.require(not malformed, "circuits", f"{malformed!r} are not well-formed circuit ids")
-            errors.require(len(set(ids)) == len(ids), "circuits", f"{list(ids)!r} names a circuit twice")
-        errors.one_of(on_extension_error, "on_extension_error", contract.ON_EXTENSION_ERROR)
-        errors.duration_between(cache_ttl, "cache_ttl", maximum=cdk.Duration.minutes(5), concrete=True)
-        errors.require(
-            isinstance(failure_rate_threshold, int | float) and 0 < failure_rate_threshold <= 100,
-            "failure_rate_threshold",
-            f"must be a percentage above 0 and at most 100, got {failure_rate_threshold!r}",
+        ids = check_protect(
+            errors,
+            function=function,
+            protected=[fn for fn, _ in self._protected],
+            circuits=circuits,
+            on_extension_error=on_extension_error,
+            cache_ttl=cache_ttl,
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            window=window,
+            slow_call_duration=slow_call_duration,
         )
-        errors.require(
-            isinstance(minimum_calls, int) and not isinstance(minimum_calls, bool) and minimum_calls >= 1,
-            "minimum_calls",
-            f"must be a positive integer, got {minimum_calls!r}",
-        )
-        errors.duration_between(
-            window, "window", minimum=cdk.Duration.seconds(1), maximum=cdk.Duration.hours(1), concrete=True
-        )
-        errors.duration_between(slow_call_duration, "slow_call_duration", minimum=cdk.Duration.millis(1), concrete=True)
         errors.raise_if_any()
 
         function.add_layers(self._layer)
-        circuit_list = ",".join(ids) if ids is not None else cdk.Lazy.string(_CircuitList(self))
+        circuit_list = ",".join(ids) if ids is not None else cdk.Lazy.string(CircuitList(lambda: self.circuits))
         environment = {
             contract.ENV_TABLE: self._table.table_name,
             contract.ENV_PORT: str(contract.EXTENSION_PORT),
@@ -473,52 +453,3 @@ class CircuitBreaker(Construct):
     def encryption_key(self) -> kms.IKey | None:
         """The customer-managed key of the table, if one was given."""
         return self._encryption_key
-
-
-def _supported_runtime(runtime: lambda_.Runtime) -> bool:
-    match = re.fullmatch(r"python(\d+)\.(\d+)", runtime.name)
-    return (
-        runtime.family == lambda_.RuntimeFamily.PYTHON
-        and match is not None
-        and (int(match.group(1)), int(match.group(2))) >= MIN_PYTHON
-    )
-
-
-@jsii.implements(cdk.IStableStringProducer)
-class _CircuitList:
-    """Resolves to every circuit id of a breaker at synthesis (circuits added after ``protect`` too)."""
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-
-    def produce(self) -> str | None:
-        return ",".join(self._breaker.circuits)
-
-
-@jsii.implements(IValidation)
-class _ProtectedCircuitsAreKnown:
-    """Synth-time checks: every circuit a protected function names exists in its breaker, and the
-    prefetch list fits in the function's environment (Lambda allows 4 KB of variables in all)."""
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-
-    def validate(self) -> list[str]:
-        known = set(self._breaker.circuits)
-        problems = []
-        for function, ids in self._breaker._protected:
-            unknown = sorted(set(ids or ()) - known)
-            if unknown:
-                problems.append(
-                    f"CircuitBreaker.protect: circuits: {function.node.path} names {', '.join(unknown)}, which "
-                    f"this breaker does not monitor (add_circuit them, or leave circuits=None); known: "
-                    f"{', '.join(sorted(known)) or 'none'}"
-                )
-            listed = ",".join(ids) if ids is not None else ",".join(self._breaker.circuits)
-            if len(listed) > MAX_CIRCUIT_LIST_CHARS:
-                problems.append(
-                    f"CircuitBreaker.protect: circuits: {function.node.path} would prefetch {len(listed)} characters "
-                    f"of circuit ids, more than {MAX_CIRCUIT_LIST_CHARS} of the 4 KB Lambda allows for all environment "
-                    "variables: pass circuits=[...] with the circuits this function calls"
-                )
-        return problems

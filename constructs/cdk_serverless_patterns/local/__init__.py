@@ -25,8 +25,9 @@ on first use (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cdk_serverless_patterns._lazy import lazy_exports
 
 # Public name -> module that defines it. A new export goes here, in the TYPE_CHECKING block and in __all__.
 _EXPORTS = {
@@ -58,15 +59,4 @@ __all__ = [
     "route_aws_sdk",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cdk_serverless_patterns.local' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

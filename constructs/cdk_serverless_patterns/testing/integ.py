@@ -67,6 +67,7 @@ __all__ = [
     "export_target",
     "granted_actions",
     "imported_export",
+    "integ_app_problems",
     "integ_test_cases",
     "nag_evaluated_stacks",
     "nag_findings_on",
@@ -75,6 +76,7 @@ __all__ = [
     "resources_without_stack_ids",
     "sdk_calls",
     "stack_environments",
+    "stack_problems",
     "string_token",
     "synth_integ_app",
     "waiter_budgets",
@@ -418,3 +420,91 @@ def resources_without_stack_ids(template: Mapping[str, Any]) -> Any:
     """
     text = json.dumps(normalize_template(dict(template))["Resources"], sort_keys=True)
     return json.loads(_STACK_DERIVED_SID.sub('"Sid": "AllowEventRule<stack>"', text))
+
+
+def stack_problems(assembly: CheckedAssembly, stack: str, *, min_reason_length: int = 20) -> list[str]:
+    """Everything a deployable stack of ``assembly`` must not have, one line each: an unacknowledged
+    cdk-nag finding, an acknowledgment whose reason says nothing (shorter than ``min_reason_length``),
+    a cfn-lint error. Empty when the stack is clean; a stack that acknowledges nothing is reported too
+    (its metadata was not found, so the check would prove nothing)."""
+    from cdk_serverless_patterns.testing.checks import cfn_lint_findings, format_table
+
+    problems = []
+    findings = nag_findings_on(assembly, [stack])
+    if findings:
+        problems.append("unacknowledged cdk-nag findings:\n" + format_table(findings))
+    acknowledged = acknowledgments(assembly.outdir, [stack])
+    if not acknowledged:
+        problems.append(f"{stack} acknowledges nothing: are its metadata files where they were?")
+    problems += [
+        f"acknowledgment without a real reason: {where}: {reason!r}"
+        for where, reason in acknowledged.items()
+        if len(reason.strip()) < min_reason_length
+    ]
+    errors = [f for f in cfn_lint_findings({stack: assembly.templates[stack]}) if f.severity == "error"]
+    if errors:
+        problems.append("cfn-lint errors:\n" + format_table(errors))
+    return problems
+
+
+def integ_app_problems(
+    assembly: CheckedAssembly,
+    *,
+    test_case_stacks: list[str],
+    assertion_stack: str,
+    sample_templates: Mapping[str, Mapping[str, Any]],
+    expect_waiters: bool = True,
+) -> list[str]:
+    """What an ``integ_<pattern>.py`` app must not have, one line each; empty when it is sound.
+
+    - integ.json (what the integ-runner reads) lists exactly ``test_case_stacks`` and ``assertion_stack``;
+    - every stack shares one environment (the assertion stack refers to the test cases' resources,
+      which CDK allows only within one environment);
+    - each test-case stack named in ``sample_templates`` (test-case stack -> the sample app's template)
+      has the same resources and outputs as that sample stack, plus exports for the assertion stack;
+    - cdk-nag's packs evaluated every test-case stack and left no finding on it (the assertion stack is
+      scaffolding), and cfn-lint finds no error in any stack;
+    - the assertion stack waits in state machines that give up before CloudFormation stops waiting for
+      a custom resource (an hour); with ``expect_waiters``, there is at least one such waiter.
+    """
+    from cdk_serverless_patterns.testing.checks import cfn_lint_findings, format_table
+
+    problems = []
+    cases = list(integ_test_cases(assembly.outdir).values())
+    if [(c.stacks, c.assertion_stack) for c in cases] != [(test_case_stacks, assertion_stack)]:
+        problems.append(f"integ.json registers {[(c.stacks, c.assertion_stack) for c in cases]}")
+    if set(assembly.templates) != {*test_case_stacks, assertion_stack}:
+        problems.append(f"the app synthesizes {sorted(assembly.templates)}")
+    environments = stack_environments(assembly.outdir)
+    if len(environments) != len(test_case_stacks) + 1 or set(environments.values()) != {AGNOSTIC_ENVIRONMENT}:
+        problems.append(f"the stacks do not share one environment-agnostic environment: {environments}")
+    for integ_stack, sample in sample_templates.items():
+        template = assembly.templates[integ_stack]
+        if resources_without_stack_ids(template) != resources_without_stack_ids(sample):
+            problems.append(f"{integ_stack} does not have the sample stack's resources")
+        outputs = template.get("Outputs", {})
+        expected = sample.get("Outputs", {})
+        added = set(outputs) - set(expected)
+        if {k: v for k, v in outputs.items() if k in expected} != expected or not all(
+            k.startswith("ExportsOutput") for k in added
+        ):
+            problems.append(f"{integ_stack} outputs differ from the sample stack's beyond exports: {sorted(added)}")
+    findings = nag_findings_on(assembly, test_case_stacks)
+    if findings:
+        problems.append("unacknowledged cdk-nag findings:\n" + format_table(findings))
+    missed = set(test_case_stacks) - nag_evaluated_stacks(assembly.outdir)
+    if missed:
+        problems.append(f"cdk-nag did not evaluate {sorted(missed)}")
+    errors = [f for f in cfn_lint_findings(assembly.templates) if f.severity == "error"]
+    if errors:
+        problems.append("cfn-lint errors:\n" + format_table(errors))
+    budgets = waiter_budgets(assembly.templates[assertion_stack]) if assertion_stack in assembly.templates else {}
+    if expect_waiters and not budgets:
+        problems.append(f"{assertion_stack} has no waiter state machine: its waits cannot be checked")
+    limit = CUSTOM_RESOURCE_TIMEOUT_SECONDS
+    problems += [
+        f"{logical_id} waits {seconds} s, past CloudFormation's {limit} s for a custom resource"
+        for logical_id, seconds in budgets.items()
+        if seconds >= limit
+    ]
+    return problems

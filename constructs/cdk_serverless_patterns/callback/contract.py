@@ -50,6 +50,12 @@ ENV_MAX_BODY_BYTES = "MAX_BODY_BYTES"
 ENV_HMAC_SECRET_ARN = "HMAC_SECRET_ARN"
 ENV_ACCEPT_EARLY_CALLBACKS = "ACCEPT_EARLY_CALLBACKS"
 AUTH_MODES = ("secret", "hmac")
+#: The handler's claim on a token record (a random request id it writes before publishing), and the
+#: detail field of its event that names it: the resumer resumes only a record carrying that claim.
+CLAIM_ATTRIBUTE = "callbackRequestId"
+CLAIM_ID_FIELD = "claimId"
+#: How long the handler keeps an early completion it writes itself (seconds), as the resumer does.
+ENV_COMPLETION_TTL_SECONDS = "COMPLETION_TTL_SECONDS"
 
 # --- errors a workflow or function sees ----------------------------------------------------------
 #: A second wait step parked for the same job id.

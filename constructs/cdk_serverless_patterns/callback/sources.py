@@ -76,6 +76,21 @@ class JobSource:
             where the namespace is in the event. Excludes nothing, but then ``namespace`` only
             names the source and ``allowed_namespaces`` lists the namespaces it may resume.
         allowed_namespaces: With ``namespace_path``: the namespaces this source may resume.
+        reuses_job_ids: Whether the source reuses job ids across runs (a DMS task ARN). Only then
+            is an event older than the waiting execution dropped as ``STALE`` (compared at
+            EventBridge's one-second precision, with ``stale_tolerance_seconds``). Default: False.
+        stale_tolerance_seconds: With ``reuses_job_ids``: how many whole seconds before the waiting
+            execution's start an event may be dated and still count as its job's. Default: 2.
+        status_expression: A JSONata expression over the event ``$e`` that yields the status
+            (a string) when one field is not enough (DMS: the event type and the stop reason).
+            Replaces ``status_path`` in the resumer; ``status_path`` still filters the rule.
+        error_names: Short, catchable error names per failure status
+            (``{"<status>": "Service.ErrorName"}``); a status without one fails with
+            ``"<namespace>.<status>"`` or the value at ``error_path``.
+        claim_bound: Events of this source only resume a waiter whose record carries the claim
+            the event names (``detail.claimId`` equal to the record's ``callbackRequestId``), and
+            never record an early completion: the callback-URL source, whose handler writes the
+            claim. Default: False.
     """
 
     namespace: str
@@ -89,6 +104,11 @@ class JobSource:
     output_path: str = "$.detail"
     namespace_path: str | None = None
     allowed_namespaces: Sequence[str] = field(default_factory=tuple)
+    reuses_job_ids: bool = False
+    stale_tolerance_seconds: int = 2
+    status_expression: str | None = None
+    error_names: Mapping[str, str] = field(default_factory=dict)
+    claim_bound: bool = False
 
     # ----------------------------------------------------------------- ready-made sources
     @classmethod

@@ -15,9 +15,18 @@ State machine (the item layout is the contract shared with the extension):
 - HALF_OPEN -> OPEN on any failed probe;
 - FORCED_OPEN and DISABLED belong to operators: never probed, never written.
 
-A probe fails on a timeout, a connection error, an HTTP 5xx, or (when ``expectedStatusCodes`` is
-given) any status outside that list. Every write is conditional on the item's ``version``; a lost
-race re-reads the item and decides again with the same probe result, so no update is lost.
+A probe is healthy on a 2xx answer, or (when ``expectedStatusCodes`` is given) on a status in that
+list; anything else fails it: a timeout, a connection or TLS error, a 3xx (redirects are never
+followed), a 4xx or a 5xx. ``timeoutMs`` bounds the whole probe (connecting, TLS, sending, and the
+status line and headers however slowly they trickle in), not each socket read.
+
+The invocation always ends before the function's own timeout: the probe is cut short when less than
+:data:`RECORD_RESERVE_S` (one write and one publish attempt) plus :data:`DEADLINE_SAFETY_S` would be
+left of ``context.get_remaining_time_in_millis()``, and every AWS call is one botocore attempt
+(``total_max_attempts=1``, connect and read timeouts) retried here only while another attempt fits.
+
+Every write is conditional on the item's ``version``; a lost race re-reads the item and decides again
+with the same probe result, so no update is lost.
 Each transition is logged as structured JSON, published to EventBridge (source
 ``cdk-serverless-patterns.circuit-breaker``, detail-type ``Circuit State Changed``) and counted as
 a CloudWatch metric through an embedded-metric-format log line.
@@ -27,13 +36,18 @@ Standard library and boto3 only (both in the Lambda runtime).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import json
 import logging
 import os
+import random
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -54,12 +68,39 @@ UPDATED_BY = "health-checker"
 MAX_WRITE_ATTEMPTS = 10
 USER_AGENT = "cdk-serverless-patterns-circuit-breaker-health-checker/1"
 
+#: One AWS call of the checker: one botocore attempt bounded by these (seconds) ...
+AWS_CONNECT_TIMEOUT_S = 0.4
+AWS_READ_TIMEOUT_S = 0.9
+#: ... so one attempt takes at most this long (DynamoDB answers in milliseconds in-region).
+AWS_ATTEMPT_S = AWS_CONNECT_TIMEOUT_S + AWS_READ_TIMEOUT_S
+#: Attempts of one AWS call on throttling, 5xx, timeouts and connection errors, while the deadline allows.
+AWS_MAX_ATTEMPTS = 3
+#: Time kept for recording a probe's result: one UpdateItem and one PutEvents attempt.
+RECORD_RESERVE_S = 2 * AWS_ATTEMPT_S
+#: The checker ends this long before the function's own timeout (logging, returning the result).
+DEADLINE_SAFETY_S = 0.2
+_THROTTLING = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededException",
+    }
+)
+
 logger = logging.getLogger("circuit_breaker.health_checker")
 logger.setLevel(logging.INFO)
 
 
 class BadInput(ValueError):
     """The event is not a circuit configuration: a deployment mistake, never retried."""
+
+
+class OutOfTime(RuntimeError):
+    """Too little of the function's time is left for another AWS attempt: fail now, cleanly,
+    instead of being killed by Lambda's timeout in the middle of a call."""
 
 
 @dataclass(frozen=True)
@@ -133,49 +174,98 @@ class ProbeResult:
         return f"HTTP {self.status}"
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer of the service itself, never followed (it could leave https)."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """Verifies the certificate and the host name against the system's CAs (created on first https use)."""
+    return ssl.create_default_context()
 
 
-def probe(config: CircuitConfig, clock: Callable[[], float] = time.monotonic) -> ProbeResult:
-    """GETs the health-check URL once within ``timeoutMs``; classifies the answer."""
-    request = urllib.request.Request(config.url, method="GET", headers={"User-Agent": USER_AGENT})
+class _Attempt:
+    """One GET in a worker thread; :meth:`abort` shuts its socket down so that a blocked read returns.
+
+    Redirects are never followed (``http.client`` does not): a redirect is the service's own answer,
+    and following it could leave https.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.status: int | None = None
+        self.error: str | None = None
+        self.timed_out = False
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._aborted = False
+        self._connection: http.client.HTTPConnection | None = None
+
+    def run(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            host, port = parts.hostname, parts.port  # .port raises ValueError on a bad port
+            if not host:
+                raise ValueError(f"no host in {self.url!r}")
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=_tls())
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
+            with self._lock:
+                if self._aborted:
+                    return
+                self._connection = connection
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            connection.request("GET", target, headers={"User-Agent": USER_AGENT, "Connection": "close"})
+            response = connection.getresponse()  # the status line and the headers; the body is not read
+            self.status = int(response.status)
+        except TimeoutError:
+            self.timed_out = True
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            self.error = f"connection failed: {type(error).__name__}: {error}"
+        finally:
+            if connection is not None:
+                connection.close()
+            self.done.set()
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def probe(
+    config: CircuitConfig, budget_s: float | None = None, clock: Callable[[], float] = time.monotonic
+) -> ProbeResult:
+    """GETs the health-check URL once; ``timeoutMs`` (or ``budget_s``, when shorter) bounds the whole
+    probe, DNS included. The answer is classified on its status line: 2xx (or ``expectedStatusCodes``)."""
+    limit_ms = config.timeout_ms if budget_s is None else max(0, min(config.timeout_ms, int(budget_s * 1000)))
+    attempt = _Attempt(config.url, limit_ms / 1000)
     started = clock()
-    status: int | None = None
-    error: str | None = None
-    try:
-        with _OPENER.open(request, timeout=config.timeout_ms / 1000) as response:
-            status = int(response.status)
-    except urllib.error.HTTPError as http_error:
-        status = int(http_error.code)
-        http_error.close()
-    except TimeoutError:
-        error = f"timed out after {config.timeout_ms} ms"
-    except urllib.error.URLError as url_error:
-        reason = url_error.reason
-        if isinstance(reason, TimeoutError):
-            error = f"timed out after {config.timeout_ms} ms"
-        else:
-            error = f"connection failed: {reason}"
-    except (OSError, http.client.HTTPException) as other:
-        error = f"connection failed: {type(other).__name__}: {other}"
+    if limit_ms > 0:
+        threading.Thread(target=attempt.run, name=f"probe-{config.circuit_id}", daemon=True).start()
+        # The worker may stay blocked in a DNS lookup after this; it is a daemon and its result is dropped.
+        attempt.done.wait(limit_ms / 1000)
+    finished = attempt.done.is_set()
+    if not finished:
+        attempt.abort()
     latency_ms = round((clock() - started) * 1000, 1)
-    if status is None:
+    if not finished or attempt.timed_out:
+        error = f"timed out after {limit_ms} ms"
+        if limit_ms < config.timeout_ms:
+            error += f" (cut from {config.timeout_ms} ms: the rest of the function's time records the result)"
         return ProbeResult(healthy=False, status=None, latency_ms=latency_ms, error=error)
-    if latency_ms > config.timeout_ms:
-        # The socket timeout bounds each read, not the whole answer: a service trickling its
-        # headers can take longer, and an answer after the timeout is a failure all the same.
-        error = f"timed out: answered HTTP {status} after {latency_ms:g} ms (timeout {config.timeout_ms} ms)"
-        return ProbeResult(healthy=False, status=status, latency_ms=latency_ms, error=error)
+    if attempt.status is None:
+        return ProbeResult(healthy=False, status=None, latency_ms=latency_ms, error=attempt.error or "no answer")
+    return ProbeResult(healthy=is_healthy(attempt.status, config), status=attempt.status, latency_ms=latency_ms)
+
+
+def is_healthy(status: int, config: CircuitConfig) -> bool:
+    """2xx, unless the circuit lists its own healthy statuses (``expectedStatusCodes``)."""
     expected = config.expected_status_codes
-    healthy = status in expected if expected is not None else status < 500
-    return ProbeResult(healthy=healthy, status=status, latency_ms=latency_ms)
+    return status in expected if expected is not None else 200 <= status <= 299
 
 
 @dataclass(frozen=True)
@@ -321,7 +411,9 @@ class HealthChecker:
         metric_namespace: str = DEFAULT_METRIC_NAMESPACE,
         clock: Callable[[], float] = time.time,
         emit: Callable[[str], None] = print,
-        prober: Callable[[CircuitConfig], ProbeResult] = probe,
+        prober: Callable[[CircuitConfig, float | None], ProbeResult] = probe,
+        attempt_s: float = AWS_ATTEMPT_S,
+        safety_s: float = DEADLINE_SAFETY_S,
     ) -> None:
         self.table_name = table_name
         self.dynamodb = dynamodb
@@ -331,13 +423,47 @@ class HealthChecker:
         self.clock = clock
         self.emit = emit
         self.prober = prober
+        #: The worst-case time of one AWS attempt (the clients' connect + read timeouts).
+        self.attempt_s = attempt_s
+        self.safety_s = safety_s
+        self._deadline: float | None = None  # time.monotonic() by which the current check must end
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def read(self, circuit_id: str) -> dict[str, Any] | None:
-        response = self.dynamodb.get_item(
-            TableName=self.table_name, Key={"circuitId": {"S": circuit_id}}, ConsistentRead=True
+    def _left_s(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _call(self, what: str, method: Callable[..., Any], *, reserve_s: float = 0.0, **kwargs: Any) -> Any:
+        """One AWS call: retried on throttling, 5xx and network errors, but only while another whole
+        attempt fits before the deadline minus ``reserve_s``; never started when it does not fit."""
+        for attempt in range(1, AWS_MAX_ATTEMPTS + 1):
+            left = self._left_s()
+            if left is not None and left - reserve_s < self.attempt_s:
+                kept = " after keeping time to record the result" if reserve_s else ""
+                raise OutOfTime(
+                    f"{what}: {max(left, 0.0):.2f} s left before the function's timeout, not enough for "
+                    f"an attempt ({self.attempt_s:g} s){kept}"
+                )
+            try:
+                return method(**kwargs)
+            except Exception as error:
+                if attempt == AWS_MAX_ATTEMPTS or not _transient(error):
+                    raise
+                logger.warning(
+                    f"{what} failed, retrying", extra={"circuit": {"attempt": attempt, "error": repr(error)}}
+                )
+                time.sleep(random.random() * min(0.05 * 2**attempt, 0.5))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def read(self, circuit_id: str, reserve_s: float = 0.0) -> dict[str, Any] | None:
+        response = self._call(
+            "reading the circuit",
+            self.dynamodb.get_item,
+            reserve_s=reserve_s,
+            TableName=self.table_name,
+            Key={"circuitId": {"S": circuit_id}},
+            ConsistentRead=True,
         )
         item = response.get("Item")
         return _from_dynamodb(item) if item else None
@@ -362,7 +488,9 @@ class HealthChecker:
         else:
             condition = "#version = :expected"
             values[":expected"] = {"N": str(expected)}
-        self.dynamodb.update_item(
+        self._call(
+            "recording the circuit",
+            self.dynamodb.update_item,
             TableName=self.table_name,
             Key={"circuitId": {"S": circuit_id}},
             UpdateExpression="SET " + ", ".join(assignments),
@@ -372,10 +500,32 @@ class HealthChecker:
         )
         return new_version
 
-    def check(self, config: CircuitConfig) -> dict[str, Any]:
-        """Reads, probes if needed, decides and writes; retries the decision on a lost race."""
-        item = self.read(config.circuit_id)
-        result = self.prober(config) if needs_probe(item, config, self.now_ms()) else None
+    def check(self, config: CircuitConfig, remaining_ms: int | None = None) -> dict[str, Any]:
+        """Reads, probes if needed, decides and writes; retries the decision on a lost race.
+
+        ``remaining_ms`` (the Lambda context's ``get_remaining_time_in_millis()``) bounds the whole
+        check: the probe is cut short to keep :data:`RECORD_RESERVE_S` for recording its result, and
+        no AWS attempt starts that could not end before the deadline (:class:`OutOfTime` instead).
+        """
+        self._deadline = None if remaining_ms is None else time.monotonic() + remaining_ms / 1000 - self.safety_s
+        try:
+            return self._check(config)
+        except OutOfTime as error:
+            self._log(logging.ERROR, "ran out of time", config, None, item=None, error=str(error))
+            raise
+        finally:
+            self._deadline = None
+
+    def _check(self, config: CircuitConfig) -> dict[str, Any]:
+        reserve_s = 2 * self.attempt_s  # one UpdateItem and one PutEvents attempt
+        item = self.read(config.circuit_id, reserve_s=reserve_s)
+        result: ProbeResult | None = None
+        if needs_probe(item, config, self.now_ms()):
+            left = self._left_s()
+            budget_s = None if left is None else left - reserve_s
+            if budget_s is not None and budget_s <= 0:
+                raise OutOfTime(f"no time left to probe ({left:.2f} s before the function's timeout)")
+            result = self.prober(config, budget_s)
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             decision = decide(item, result, config, self.now_ms())
             if decision.attributes is None:
@@ -440,7 +590,7 @@ class HealthChecker:
             for transition in transitions
         ]
         try:
-            response = self.events.put_events(Entries=entries)
+            response = self._call("publishing circuit events", self.events.put_events, Entries=entries)
         except Exception as error:
             # The state is written; the invocation fails so that the failure reaches the dead-letter
             # queue and the Errors metric: a lost event is never silent.
@@ -527,6 +677,17 @@ class HealthChecker:
         }
 
 
+def _transient(error: Exception) -> bool:
+    """Worth another attempt: throttling, a 5xx, a timeout or a connection error (not a refused condition)."""
+    from botocore import exceptions
+
+    if isinstance(error, exceptions.ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in _THROTTLING or status >= 500
+    return isinstance(error, exceptions.ConnectionError | exceptions.HTTPClientError)
+
+
 def _probe_fields(result: ProbeResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
@@ -536,18 +697,32 @@ def _probe_fields(result: ProbeResult | None) -> dict[str, Any] | None:
 _checker: HealthChecker | None = None
 
 
+def make_clients(endpoint_url: str | None = None) -> tuple[Any, Any]:
+    """The DynamoDB and EventBridge clients: one botocore attempt per call, bounded by
+    :data:`AWS_CONNECT_TIMEOUT_S` + :data:`AWS_READ_TIMEOUT_S`; the checker retries within its deadline."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=AWS_CONNECT_TIMEOUT_S,
+        read_timeout=AWS_READ_TIMEOUT_S,
+    )
+    return (
+        boto3.client("dynamodb", config=config, endpoint_url=endpoint_url),
+        boto3.client("events", config=config, endpoint_url=endpoint_url),
+    )
+
+
 def _default_checker() -> HealthChecker:
-    """Clients are created once per execution environment, with the SDK's standard retries."""
+    """Clients are created once per execution environment."""
     global _checker
     if _checker is None:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=3)
+        dynamodb, events = make_clients()
         _checker = HealthChecker(
             table_name=os.environ["CIRCUIT_BREAKER_TABLE"],
-            dynamodb=boto3.client("dynamodb", config=config),
-            events=boto3.client("events", config=config),
+            dynamodb=dynamodb,
+            events=events,
             event_bus_name=os.environ.get("CIRCUIT_BREAKER_EVENT_BUS", "default"),
             metric_namespace=os.environ.get("CIRCUIT_BREAKER_METRIC_NAMESPACE", DEFAULT_METRIC_NAMESPACE),
         )
@@ -562,4 +737,5 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         # A deployment mistake: retrying cannot fix it, so log it loudly and return.
         logger.error("rejected health-check event", extra={"circuit": {"error": str(error)}})
         return {"error": str(error)}
-    return _default_checker().check(config)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return _default_checker().check(config, remaining() if callable(remaining) else None)

@@ -6,7 +6,7 @@ The client module is imported from the layer's ``python/`` folder, as a user's o
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -216,17 +216,28 @@ def test_module_helpers_use_the_functions_environment(env: ProtectedFunction, mo
     cb.default_client().close()
 
 
-def test_bad_circuit_ids_and_coroutines_are_programming_errors() -> None:
+def test_bad_circuit_ids_and_generators_are_programming_errors() -> None:
     breaker = cb.CircuitBreakerClient(port=_nothing_listening(), token="t")
     with pytest.raises(ValueError, match="is not a circuit id"):
         breaker.status("payments/../admin")
     with pytest.raises(ValueError, match="is not a circuit id"):
         cb.protected("")
 
-    async def fetch() -> str:
-        return "x"
+    def pages() -> Iterator[str]:
+        yield "x"
 
-    with pytest.raises(TypeError, match="coroutine function"):
-        breaker.protected("payments")(fetch)
-    with pytest.raises(TypeError, match="coroutine function"):
-        cb.protected("payments")(fetch)
+    async def stream() -> AsyncIterator[str]:
+        yield "x"
+
+    for generator_function in (pages, stream):
+        with pytest.raises(TypeError, match="generator function"):
+            breaker.protected("payments")(generator_function)
+        with pytest.raises(TypeError, match="generator function"):
+            cb.protected("payments")(generator_function)
+    with pytest.raises(ValueError, match="failure_exceptions must be"):
+        cb.protected("payments", failure_exceptions=("TimeoutError",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        cb.guard("payments", failure_exceptions=TimeoutError, failure_on=(TimeoutError,))
+    for bad in ({"memo_ttl": -1}, {"retry_after": float("nan")}, {"timeout": 0}, {"outcome_queue_size": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cb.CircuitBreakerClient(port=1, token="t", **bad)

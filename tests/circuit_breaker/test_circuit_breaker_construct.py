@@ -355,12 +355,72 @@ def test_protected_function_gets_layer_env_and_exactly_the_contract_iam(built: B
     }
     role_id = orders["Role"]["Fn::GetAtt"][0]
     assert policy_statements_of_role(raw, role_id) == [
+        {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": {"Fn::GetAtt": [built.ids["table"], "Arn"]}},
         {
-            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Action": "dynamodb:UpdateItem",
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": [built.ids["table"], "Arn"]},
+            # protected for every circuit: inventory was added after protect() and is writable too
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["payments", "inventory"]}},
+        },
+    ]
+
+
+def test_a_protected_function_may_write_only_its_own_circuits(built: Built) -> None:
+    """Least privilege: refunds is protected for payments only; it cannot update inventory's item."""
+    raw = built.raw("Breaker")
+    role_id = raw["Resources"][built.ids["refunds"]]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = policy_statements_of_role(raw, role_id)
+    writes = [s for s in statements if "dynamodb:UpdateItem" in json.dumps(s["Action"])]
+    assert writes == [
+        {
+            "Action": "dynamodb:UpdateItem",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [built.ids["table"], "Arn"]},
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["payments"]}},
         }
     ]
+    assert not any(
+        "Condition" not in s and any(a in json.dumps(s["Action"]) for a in ("Update", "Put", "Delete", "Write"))
+        for s in statements
+    ), "no unconditioned write on the table"
+
+
+def test_a_breaker_without_circuits_lets_its_functions_write_none(scratch: Any) -> None:
+    stack, breaker = scratch.breaker()
+    function = user_function(stack, "Fn")
+    breaker.protect(function)
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::IAM::Policy",
+        Match.object_like(
+            {
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "Action": "dynamodb:UpdateItem",
+                                    "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["-"]}},
+                                }
+                            )
+                        ]
+                    )
+                }
+            }
+        ),
+    )
+
+
+def test_the_state_update_margin_covers_what_the_checker_keeps_for_recording() -> None:
+    """The construct lets a probe take the checker's timeout minus STATE_UPDATE_MARGIN; the checker keeps
+    RECORD_RESERVE_S + DEADLINE_SAFETY_S of its remaining time: the probe gets its whole timeout unless
+    the first read took more than the difference."""
+    from cdk_serverless_patterns.circuit_breaker.health_check import STATE_UPDATE_MARGIN
+
+    checker = load_runtime_module("circuit_breaker_health_checker", "health_checker", name="hc_for_margin")
+    kept = checker.RECORD_RESERVE_S + checker.DEADLINE_SAFETY_S
+    assert kept < STATE_UPDATE_MARGIN.to_seconds()
+    assert checker.RECORD_RESERVE_S == 2 * (checker.AWS_CONNECT_TIMEOUT_S + checker.AWS_READ_TIMEOUT_S)
 
 
 def test_protect_options_reach_the_environment(built: Built) -> None:
@@ -421,8 +481,8 @@ def test_protected_function_with_a_cmk_may_use_the_key(built: Built) -> None:
         "Properties"
     ]
     statements = policy_statements_of_role(raw, search["Role"]["Fn::GetAtt"][0])
-    dynamodb_statements = [s for s in statements if str(s["Action"]).startswith("['dynamodb")]
-    assert [s["Resource"] for s in dynamodb_statements] == [{"Fn::GetAtt": [built.ids["cmk_table"], "Arn"]}]
+    dynamodb_statements = [s for s in statements if json.dumps(s["Action"]).startswith(('"dynamodb', '["dynamodb'))]
+    assert [s["Resource"] for s in dynamodb_statements] == [{"Fn::GetAtt": [built.ids["cmk_table"], "Arn"]}] * 2
     kms_statements = [s for s in statements if "kms:Decrypt" in s["Action"]]
     assert [s["Resource"] for s in kms_statements] == [{"Fn::GetAtt": [built.ids["key"], "Arn"]}]
 
@@ -507,7 +567,7 @@ def test_add_circuit_refuses_duplicates_and_timeouts_beyond_the_interval(scratch
         breaker.add_circuit("payments", health_check_url="https://p.example.com", timeout=cdk.Duration.seconds(90))
     problems = problems_of(error)
     assert "already a circuit" in problems["circuit_id"]
-    assert "shorter than the schedule interval (1 minutes)" in problems["timeout"]
+    assert "shorter than the schedule interval (1 minute)" in problems["timeout"]
 
 
 @pytest.mark.parametrize(

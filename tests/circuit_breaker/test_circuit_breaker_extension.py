@@ -149,8 +149,14 @@ def test_reported_failures_trip_the_circuit_with_a_conditional_write(env: Protec
     assert item["updatedBy"] == "extension"
     assert "2 of 4 calls failed" in item["reason"]
     assert item["failureThreshold"] == 3  # the rest of the item is kept
-    status, body = env.ask("GET", "/circuits/orders")
+    # The extension caches what it wrote (moto may show the write a moment before the extension
+    # has parsed the answer), without another read.
+    before = moto.get_item_calls
+    answer = wait_for(lambda: (a := env.ask("GET", "/circuits/orders"))[1]["state"] == "OPEN" and a, timeout=2)
+    assert answer, "the extension did not cache the state it wrote"
+    status, body = answer
     assert (status, body["state"], body["version"], body["permitted"]) == (200, "OPEN", 6, False)
+    assert moto.get_item_calls == before
 
 
 def test_slow_calls_trip_the_circuit(env: ProtectedFunction, moto: CircuitMoto) -> None:

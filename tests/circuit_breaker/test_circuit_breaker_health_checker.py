@@ -8,6 +8,8 @@ through an EventBridge rule delivering to an SQS queue, as a subscriber would re
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -220,13 +222,19 @@ def test_a_success_resets_the_failure_count(aws: dict[str, Any], downstream: Dow
     assert item(aws)["state"] == "CLOSED" and item(aws)["consecutiveFailures"] == 1
 
 
-def test_4xx_is_healthy_by_default_but_not_outside_expected_codes(aws: dict[str, Any], downstream: Downstream):
+def test_only_2xx_is_healthy_by_default_and_expected_codes_widen_it(aws: dict[str, Any], downstream: Downstream):
     checker = make_checker(aws, Clock())
+    for status, healthy in ((200, True), (204, True), (299, True), (404, False), (429, False), (500, False)):
+        downstream.status = status
+        probe = checker.check(config(downstream.url, failureThreshold=1000))["probe"]
+        assert (probe["healthy"], probe["status"], probe["error"]) == (healthy, status, None), status
     downstream.status = 404
-    assert checker.check(config(downstream.url))["probe"]["healthy"] is True
-    strict = config(downstream.url, expectedStatusCodes=[200, 204], failureThreshold=1)
+    lenient = config(downstream.url, expectedStatusCodes=[200, 404], failureThreshold=1)
+    assert checker.check(lenient)["probe"]["healthy"] is True, "a listed 4xx is healthy when the user says so"
+    downstream.status = 200
+    strict = config(downstream.url, expectedStatusCodes=[204], failureThreshold=1)
     summary = checker.check(strict)
-    assert (summary["probe"]["healthy"], summary["probe"]["status"], summary["probe"]["error"]) == (False, 404, None)
+    assert (summary["probe"]["healthy"], summary["probe"]["status"]) == (False, 200)
     assert summary["state"] == "OPEN"
 
 
@@ -242,12 +250,155 @@ def test_a_timeout_is_a_failure(aws: dict[str, Any], downstream: Downstream):
     assert "timed out after 200 ms" in item(aws)["reason"]
 
 
-def test_an_answer_trickling_in_beyond_the_timeout_is_a_failure(aws: dict[str, Any], downstream: Downstream):
-    downstream.trickle = 0.15  # 4 pieces, 0.15 s apart: every read within 0.3 s, the answer after 0.45 s
-    summary = make_checker(aws, Clock()).check(config(downstream.url, timeoutMs=300, failureThreshold=1))
-    assert summary["probe"]["healthy"] is False and summary["probe"]["status"] == 200
-    assert summary["probe"]["error"].startswith("timed out: answered HTTP 200 after")
-    assert summary["state"] == "OPEN"
+class RawService:
+    """A raw TCP server on 127.0.0.1 that misbehaves at the HTTP level, one behaviour per test."""
+
+    def __init__(self, behave: Any) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.behave = behave
+        self.connections = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/health"
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.settimeout(5)
+                conn.recv(65536)  # the request
+                self.behave(conn, self.stopped)
+            except OSError:
+                pass  # the checker gave up on us
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+        self.thread.join(2)
+
+
+@pytest.fixture
+def raw_service() -> Iterator[Any]:
+    services: list[RawService] = []
+
+    def start(behave: Any) -> RawService:
+        services.append(RawService(behave))
+        return services[-1]
+
+    yield start
+    for service in services:
+        service.close()
+
+
+def trickle_headers(conn: socket.socket, stopped: threading.Event) -> None:
+    """A valid 200 whose header block arrives one byte every 0.2 s: each read is quick, the answer never."""
+    for byte in b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 200 + b"\r\nContent-Length: 0\r\n\r\n":
+        if stopped.is_set():
+            return
+        conn.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def hang(conn: socket.socket, stopped: threading.Event) -> None:
+    stopped.wait(10)
+
+
+def reset(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+def redirect(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 301 Moved Permanently\r\nLocation: http://127.0.0.1:9/x\r\nContent-Length: 0\r\n\r\n")
+
+
+def garbage(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.sendall(b"\x00\xffnot http at all\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("behave", "error_start"),
+    [
+        (trickle_headers, "timed out after 500 ms"),
+        (hang, "timed out after 500 ms"),
+        (reset, "connection failed"),
+        (garbage, "connection failed: BadStatusLine"),
+    ],
+    ids=["trickling-headers", "hang", "reset", "garbage"],
+)
+def test_a_misbehaving_service_fails_within_the_timeout(
+    aws: dict[str, Any], raw_service: Any, behave: Any, error_start: str
+):
+    service = raw_service(behave)
+    started = time.monotonic()
+    summary = make_checker(aws, Clock()).check(config(service.url, timeoutMs=500, failureThreshold=1))
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, f"the whole probe is bounded by its 500 ms timeout, took {elapsed:.2f} s"
+    assert summary["probe"]["healthy"] is False and summary["probe"]["status"] is None
+    assert summary["probe"]["error"].startswith(error_start), summary["probe"]["error"]
+    assert summary["state"] == "OPEN" and item(aws)["state"] == "OPEN"
+
+
+def test_a_redirect_is_unhealthy_and_not_followed(aws: dict[str, Any], raw_service: Any, downstream: Downstream):
+    service = raw_service(redirect)
+    summary = make_checker(aws, Clock()).check(config(service.url, failureThreshold=1))
+    assert (summary["probe"]["healthy"], summary["probe"]["status"]) == (False, 301)
+    assert service.connections == 1, "the Location is not followed"
+    summary = make_checker(aws, Clock()).check(config(service.url, expectedStatusCodes=[301], circuitId="moved"))
+    assert summary["probe"]["healthy"] is True, "a user who expects the redirect may list it"
+
+
+def test_the_probe_is_cut_to_record_the_result_before_the_function_times_out(aws: dict[str, Any], raw_service: Any):
+    """A 30 s probe timeout in an invocation with 2 s left: the probe gets what is left after keeping
+    one write and one publish attempt, and the failure is recorded before the deadline."""
+    service = raw_service(trickle_headers)
+    checker = make_checker(aws, Clock(), attempt_s=0.4)
+    started = time.monotonic()
+    summary = checker.check(config(service.url, timeoutMs=30_000, failureThreshold=1), remaining_ms=2000)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0 - checker.safety_s, f"must end before the function's deadline, took {elapsed:.2f} s"
+    assert elapsed > 0.8, "the probe had about 2 - 0.2 - 2 x 0.4 = 1 s"
+    assert summary["probe"]["error"].startswith("timed out after ")
+    assert "cut from 30000 ms" in summary["probe"]["error"]
+    assert item(aws)["state"] == "OPEN" and "cut from 30000 ms" in item(aws)["reason"]
+
+
+def test_no_time_to_record_ends_cleanly_without_probing(aws: dict[str, Any], downstream: Downstream):
+    checker = make_checker(aws, Clock(), attempt_s=0.4)
+    with pytest.raises(hc.OutOfTime, match="not enough for an attempt"):
+        checker.check(config(downstream.url), remaining_ms=900)
+    assert downstream.requests == 0, "no probe whose result could not be recorded"
+
+
+def test_a_hung_dynamodb_costs_a_bounded_time_with_the_real_client_config(raw_service: Any):
+    """DynamoDB accepts connections and never answers: the handler's own clients (one botocore attempt,
+    0.4 s connect + 0.9 s read), retried while the deadline allows, then one clear error, well before
+    the function's timeout."""
+    dynamodb_endpoint = raw_service(hang)
+    dynamodb, events = hc.make_clients(endpoint_url=dynamodb_endpoint.url.removesuffix("/health"))
+    assert dynamodb.meta.config.retries["total_max_attempts"] == 1
+    checker = hc.HealthChecker(table_name=TABLE, dynamodb=dynamodb, events=events, emit=lambda line: None)
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        checker.check(config("http://127.0.0.1:9/health"), remaining_ms=6000)
+    elapsed = time.monotonic() - started
+    assert elapsed < 6.0 - hc.DEADLINE_SAFETY_S, f"took {elapsed:.2f} s of a 6 s invocation"
+    assert isinstance(raised.value, hc.OutOfTime) or "timeout" in repr(raised.value).lower(), raised.value
+    assert dynamodb_endpoint.connections <= hc.AWS_MAX_ATTEMPTS
 
 
 def test_a_refused_connection_is_a_failure(aws: dict[str, Any]):
@@ -356,8 +507,8 @@ def test_a_lost_race_is_re_decided_on_the_fresh_item(aws: dict[str, Any], downst
             super().__init__(table_name=TABLE, dynamodb=aws["dynamodb"], events=aws["events"], clock=clock, emit=print)
             self.name, self.reads, self.writes = name, 0, 0
 
-        def read(self, circuit_id: str) -> Any:
-            result = super().read(circuit_id)
+        def read(self, circuit_id: str, reserve_s: float = 0.0) -> Any:
+            result = super().read(circuit_id, reserve_s)
             self.reads += 1
             if self.reads == 1:
                 both_read.wait()
@@ -540,3 +691,34 @@ def test_decide_is_pure_and_ignores_unknown_states():
     assert hc.decide({"state": "SIDEWAYS", "version": 1}, failed, cfg, 0).attributes is None
     decision = hc.decide(None, failed, cfg, 5)
     assert decision.attributes["state"] == "OPEN" and decision.attributes["openedAt"] == 5
+
+
+def test_the_handler_bounds_the_check_by_the_lambda_context(
+    aws: dict[str, Any], raw_service: Any, monkeypatch: pytest.MonkeyPatch
+):
+    """Through the handler, with its own clients: 4.5 s left in the invocation and a service trickling
+    its headers under a 30 s probe timeout; the failure is recorded before the function would time out."""
+    monkeypatch.setenv("CIRCUIT_BREAKER_TABLE", TABLE)
+    monkeypatch.setattr(hc, "_checker", None)
+    service = raw_service(trickle_headers)
+    started = time.monotonic()
+
+    class LambdaContext:  # the one method of Lambda's context object the checker reads
+        def get_remaining_time_in_millis(self) -> int:
+            return 4500 - int((time.monotonic() - started) * 1000)
+
+    event = {
+        "circuitId": "slow",
+        "url": service.url,
+        "allowHttp": True,
+        "timeoutMs": 30_000,
+        "failureThreshold": 1,
+        "coolDownMs": 1000,
+        "halfOpenTrials": 1,
+    }
+    summary = hc.handler(event, LambdaContext())
+    elapsed = time.monotonic() - started
+    monkeypatch.setattr(hc, "_checker", None)
+    assert elapsed < 4.5 - hc.DEADLINE_SAFETY_S, f"took {elapsed:.2f} s of 4.5 s"
+    assert summary["state"] == "OPEN" and "cut from 30000 ms" in summary["probe"]["error"]
+    assert item(aws, "slow")["state"] == "OPEN"

@@ -147,6 +147,7 @@ def test_closed_circuit_charges_and_reports_a_success(payments: Payments, extens
     [(method, path, headers, body)] = payments.server.requests
     assert (method, path, headers["Idempotency-Key"]) == ("POST", "/charges", "o-1")
     assert json.loads(body) == ORDER
+    assert client_module.flush_outcomes(timeout=5)  # reports go out in the background
     [outcome] = extension.outcomes
     assert outcome["circuit"] == "payments" and outcome["success"] is True and outcome["durationMs"] >= 0
 
@@ -156,6 +157,7 @@ def test_open_circuit_queues_without_calling_payments(payments: Payments, extens
     extension.state = state
     result = checkout.handler(ORDER, None)
     assert result["status"] == "queued" and result["orderId"] == "o-1"
+    assert client_module.flush_outcomes(timeout=5)
     assert payments.server.requests == [] and extension.outcomes == []
 
 
@@ -163,6 +165,7 @@ def test_a_5xx_is_reported_as_a_failure(payments: Payments, extension: Extension
     payments.status = 503
     result = checkout.handler(ORDER, None)
     assert result == {"orderId": "o-1", "status": "failed", "reason": "payments failed: HTTP 503"}
+    assert client_module.flush_outcomes(timeout=5)
     assert [o["success"] for o in extension.outcomes] == [False]
 
 
@@ -170,6 +173,7 @@ def test_a_rejected_order_does_not_count_against_the_service(payments: Payments,
     payments.status = 402
     result = checkout.handler(ORDER, None)
     assert result["status"] == "rejected" and "HTTP 402" in result["reason"]
+    assert client_module.flush_outcomes(timeout=5)
     assert [o["success"] for o in extension.outcomes] == [True]
 
 
@@ -194,4 +198,5 @@ def test_extension_down_fail_closed_queues(payments: Payments, monkeypatch: pyte
 
 def test_bad_input_is_rejected_without_any_call(payments: Payments, extension: Extension) -> None:
     assert checkout.handler({"orderId": "", "amountCents": -1}, None)["status"] == "invalid"
+    assert client_module.flush_outcomes(timeout=5)
     assert payments.server.requests == [] and extension.outcomes == []

@@ -46,9 +46,31 @@ def test_duration_bounds_name_the_prop_and_the_bounds() -> None:
     )
     assert not errors.duration_between(cdk.Duration.seconds(0), "heartbeat", minimum=cdk.Duration.seconds(1))
     assert errors.problems == [
-        "timeout: must be between 1 seconds and 365 days, got 400 days",
-        "heartbeat: must be at least 1 seconds, got 0 seconds",
+        "timeout: must be between 1 second and 365 days, got 400 days",
+        "heartbeat: must be at least 1 second, got 0 seconds",
     ]
+
+
+@pytest.mark.parametrize(
+    ("duration", "text"),
+    [
+        (cdk.Duration.minutes(1), "1 minute"),
+        (cdk.Duration.minutes(2), "2 minutes"),
+        (cdk.Duration.seconds(60), "1 minute"),
+        (cdk.Duration.days(1), "1 day"),
+        (cdk.Duration.hours(1), "1 hour"),
+        (cdk.Duration.hours(25), "25 hours"),
+        (cdk.Duration.seconds(1), "1 second"),
+        (cdk.Duration.millis(1), "1 millisecond"),
+        (cdk.Duration.millis(1500), "1500 milliseconds"),
+        (cdk.Duration.seconds(0), "0 seconds"),
+        (None, "unbounded"),
+    ],
+)
+def test_human_duration_is_singular_for_one(duration: cdk.Duration | None, text: str) -> None:
+    from cdk_serverless_patterns.core import human_duration
+
+    assert human_duration(duration) == text
 
 
 def test_sub_second_durations_are_compared_in_milliseconds() -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from cdk_serverless_patterns.testing.moto import create_circuit_table
@@ -243,3 +245,206 @@ def test_the_console_script_against_a_moto_server() -> None:
         assert (item["state"], item["version"], item["reason"]) == ("FORCED_OPEN", 2, "maintenance")
     finally:
         server.stop()
+
+
+# ----- bad input: one line on stderr, a non-zero exit, never a traceback --------------------------------------
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config file with one profile ``dev`` (region eu-west-1) and no region in the environment."""
+    config = tmp_path / "config"
+    config.write_text("[default]\n\n[profile dev]\nregion = eu-west-1\n")
+    (tmp_path / "credentials").write_text("[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return config
+
+
+def test_an_unknown_profile_is_one_line_naming_the_known_ones(
+    dynamodb: Any, aws_files: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "prod")
+    code, out, err = cli(capsys, "status", "--table", TABLE, "--region", "us-east-1")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert line.startswith("serverless-patterns circuit: the AWS profile 'prod' ")
+    assert str(aws_files) in line and "profiles found: default, dev" in line
+
+
+def test_no_region_names_what_is_read(aws_files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "status", "--table", TABLE)
+    assert code == 2
+    line = one_line(err)
+    for name in ("--region", "AWS_REGION", "AWS_DEFAULT_REGION", "region in the profile's section", str(aws_files)):
+        assert name in line, name
+    assert "profile default" in line
+
+
+@pytest.mark.parametrize(
+    "where", [{"AWS_REGION": "us-east-1"}, {"AWS_DEFAULT_REGION": "us-east-1"}, {"AWS_PROFILE": "dev"}]
+)
+def test_each_named_region_source_is_read(
+    aws_files: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, where: dict[str, str]
+) -> None:
+    """AWS_REGION alone works too, although boto3 itself reads only AWS_DEFAULT_REGION and the profile."""
+    for name, value in where.items():
+        monkeypatch.setenv(name, value)
+    region = "eu-west-1" if "AWS_PROFILE" in where else "us-east-1"
+    with mock_aws():
+        create_circuit_table(boto3.client("dynamodb", region_name=region), TABLE)
+        code, out, err = cli(capsys, "status", "--table", TABLE)
+    assert (code, out.strip(), err) == (0, f"no circuits in table {TABLE} yet", "")
+
+
+@pytest.mark.parametrize(
+    ("region", "message"),
+    [
+        ("not a region!", "cannot use region 'not a region!': Provided region_name 'not a region!' doesn't match"),
+        ("", "no AWS region is configured"),
+    ],
+)
+def test_a_bad_region_is_one_line(dynamodb: Any, capsys: pytest.CaptureFixture[str], region: str, message: str) -> None:
+    code, out, err = cli(capsys, "status", "--table", TABLE, "--region", region)
+    assert code == 2 and out == ""
+    assert message in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("not a url", "the scheme must be http or https"),
+        ("ftp://localhost:5000", "the scheme must be http or https"),
+        ("http://", "there is no host"),
+        ("http://localhost:99999", "Port out of range"),
+        ("http://localhost:port", "Port could not be cast"),
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://local host:5000", "white space"),
+    ],
+)
+def test_an_invalid_endpoint_url_is_one_line(capsys: pytest.CaptureFixture[str], url: str, problem: str) -> None:
+    code, out, err = cli(capsys, "status", "--table", TABLE, "--endpoint-url", url)
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert line.startswith(f"serverless-patterns circuit: --endpoint-url {url!r} is not a valid endpoint URL: ")
+    assert problem in line
+
+
+def test_an_endpoint_nobody_listens_on_is_one_line_in_bounded_time(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    code, _, err = cli(capsys, "status", "--table", TABLE, "--endpoint-url", endpoint)
+    assert time.monotonic() - started < 10
+    assert code == 2
+    assert one_line(err).startswith(f"serverless-patterns circuit: cannot read table {TABLE}: Could not connect")
+    assert "botocore knows" not in err
+    # a typo in the region shows as a connection error on AWS (no such host): the line says so
+    code, _, err = cli(capsys, "status", "--table", TABLE, "--endpoint-url", endpoint, "--region", "us-east-9")
+    assert code == 2
+    assert one_line(err).endswith("(region 'us-east-9' is not one botocore knows: check --region)")
+
+
+BAD_ITEMS = {
+    "n-state": ({"state": {"N": "1"}}, "state: '1' (N) is not one of CLOSED, OPEN"),
+    "sideways": ({"state": {"S": "SIDEWAYS"}}, "state: 'SIDEWAYS' (S) is not one of"),
+    "text-version": ({"version": {"S": "abc"}}, "version: 'abc' (S) is not an integer from 0 to"),
+    "fraction": ({"version": {"N": "1.5"}}, "version: '1.5' (N) is not an integer"),
+    "negative": ({"consecutiveFailures": {"N": "-1"}}, "consecutiveFailures: '-1' (N) is not an integer"),
+    "far-future": ({"updatedAt": {"N": "100000000000000000000"}}, "updatedAt: '100000000000000000000' (N)"),
+    "list-reason": ({"reason": {"L": [{"S": "x"}]}}, "reason: [{'S': 'x'}] (L) is not a string"),
+    "map-opened": ({"openedAt": {"M": {}}}, "openedAt: {} (M) is not an integer"),
+}
+
+
+@pytest.fixture
+def bad_items(dynamodb: Any) -> Any:
+    for circuit_id, (fields, _) in BAD_ITEMS.items():
+        item = {"circuitId": {"S": circuit_id}, "state": {"S": "CLOSED"}, "version": {"N": "1"}, **fields}
+        dynamodb.put_item(TableName=TABLE, Item=item)
+    return dynamodb
+
+
+def test_bad_items_are_shown_unreadable_and_the_others_as_usual(
+    bad_items: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "status", "--table", TABLE)
+    assert code == 1
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["payments"].split()[:4] == ["payments", "OPEN", "4", "3"]
+    assert rows["inventory"].split()[:4] == ["inventory", "CLOSED", "9", "0"]
+    for circuit_id, (_, reason) in BAD_ITEMS.items():
+        assert rows[circuit_id].split()[1] == "UNREADABLE" and reason in rows[circuit_id], circuit_id
+    assert one_line(err).startswith(f"serverless-patterns circuit: {len(BAD_ITEMS)} unreadable item(s) in table")
+
+    code, out, _ = cli(capsys, "status", "--table", TABLE, "--json")
+    by_id = {item["circuitId"]: item for item in json.loads(out)}
+    assert code == 1 and "UNREADABLE" not in by_id["payments"]
+    assert by_id["text-version"]["UNREADABLE"].startswith("version: 'abc' (S)")
+
+    code, out, err = cli(capsys, "status", "far-future", "--table", TABLE)
+    assert code == 1 and "UNREADABLE" in out and "updatedAt" in one_line(err)
+
+
+def test_a_bad_item_is_never_overwritten_blindly(bad_items: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    before = bad_items.get_item(TableName=TABLE, Key={"circuitId": {"S": "text-version"}})["Item"]
+    code, out, err = cli(capsys, "close", "text-version", "--table", TABLE)
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert "circuit 'text-version' has an unreadable item" in line and "nothing written" in line
+    assert bad_items.get_item(TableName=TABLE, Key={"circuitId": {"S": "text-version"}})["Item"] == before
+
+
+@pytest.mark.parametrize("circuit_id", ["bad id!", "_leading", "x" * 64, "é"])
+def test_a_malformed_circuit_id_is_one_line(dynamodb: Any, capsys: pytest.CaptureFixture[str], circuit_id: str) -> None:
+    code, _, err = cli(capsys, "open", circuit_id, "--table", TABLE, "--create")
+    assert code == 2 and "is not a circuit id" in one_line(err)
+    assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"circuitId": {"S": circuit_id}})
+
+
+_attribute_values = st.one_of(
+    st.builds(lambda v: {"S": v}, st.text(max_size=20)),
+    st.builds(lambda v: {"N": str(v)}, st.integers(min_value=-(10**40), max_value=10**40)),
+    st.builds(lambda v: {"N": repr(v)}, st.floats(allow_nan=False, allow_infinity=False)),
+    st.builds(lambda v: {"BOOL": v}, st.booleans()),
+    st.just({"NULL": True}),
+    st.builds(lambda v: {"L": [{"S": x} for x in v]}, st.lists(st.text(max_size=3), max_size=2)),
+    st.builds(lambda v: {"M": {"k": {"S": v}}}, st.text(max_size=3)),
+    st.builds(lambda v: {"SS": v}, st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=2)),
+)
+_fields = st.sampled_from(
+    ["state", *circuit.COUNTER_FIELDS, *circuit.TIME_FIELDS, *circuit.TEXT_FIELDS, "unknownField"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_fields, _attribute_values, max_size=6))
+def test_any_stored_item_is_shown_readable_or_unreadable_never_a_crash(fields: dict[str, Any]) -> None:
+    """Whatever DynamoDB holds in the fields the command reads: a row, never an exception; a row that
+    is not UNREADABLE carries only well-typed, in-range values."""
+    item = circuit.read_item({"circuitId": {"S": "fuzzed"}, **fields})
+    table = circuit.format_items([item], TABLE)
+    row = table.splitlines()[1]
+    assert row.startswith("fuzzed")
+    if circuit.UNREADABLE in item:
+        assert row.split()[1] == "UNREADABLE"
+        return
+    assert item.get("state", "CLOSED") in ("CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED")
+    for name in circuit.COUNTER_FIELDS:
+        assert name not in item or (type(item[name]) is int and 0 <= item[name] <= circuit.MAX_COUNTER)
+    for name in circuit.TIME_FIELDS:
+        assert name not in item or (type(item[name]) is int and 0 <= item[name] <= circuit.MAX_TIME_MS)
+    for name in circuit.TEXT_FIELDS:
+        assert name not in item or isinstance(item[name], str)

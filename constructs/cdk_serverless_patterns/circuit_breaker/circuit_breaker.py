@@ -35,9 +35,11 @@ from cdk_serverless_patterns.circuit_breaker.protection import (
     MAX_CIRCUIT_LIST_CHARS,
     MIN_PYTHON,
     SUPPORTED_RUNTIMES,
+    CircuitIdList,
     CircuitList,
     ProtectedCircuitsAreKnown,
     check_protect,
+    circuit_write_statement,
 )
 from cdk_serverless_patterns.core import (
     PropErrors,
@@ -213,6 +215,7 @@ class CircuitBreaker(Construct):
             "which AWS recommends over a function dead-letter queue and which carries more context.",
             "Serverless-LambdaDLQ",
         )
+        # Every item: the checker serves whatever circuit its event names (the integ test probes one of its own).
         self._health_checker.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
@@ -269,7 +272,8 @@ class CircuitBreaker(Construct):
             cool_down: How long the circuit stays OPEN before trial calls (HALF_OPEN). Default: 60
                 seconds; 1 second to 24 hours.
             half_open_trials: Consecutive successful trials that close it again. Default: 2; 1 to 100.
-            expected_status_codes: The HTTP statuses that mean healthy. Default: any status below 500.
+            expected_status_codes: The HTTP statuses that mean healthy (list a 3xx or 4xx here to accept
+                it; redirects are never followed). Default: any 2xx.
             allow_http: Accept an ``http://`` URL (for example a service inside a VPC without TLS).
                 Default: False.
         """
@@ -327,14 +331,16 @@ class CircuitBreaker(Construct):
         """Lets ``function`` ask this breaker for circuit states and report call outcomes.
 
         Adds the extension layer, the environment the extension and the client read, and IAM for
-        ``dynamodb:GetItem`` and ``dynamodb:UpdateItem`` on exactly this table (plus the table's
-        customer-managed key, if any). The function must run Python 3.12 or newer: the extension
-        runs on the function's own interpreter.
+        ``dynamodb:GetItem`` on exactly this table and ``dynamodb:UpdateItem`` on exactly the items of
+        the circuits the function is protected for (``circuits``, or every circuit of this breaker:
+        a ``dynamodb:LeadingKeys`` condition), plus the table's customer-managed key, if any. The
+        function must run Python 3.12 or newer: the extension runs on the function's own interpreter.
 
         Args:
             function: The function to protect (a ``lambda_.Function`` with a Python runtime).
-            circuits: Circuit ids the extension prefetches at start-up. Default: every circuit of
-                this breaker (also those added after this call).
+            circuits: Circuit ids the extension prefetches at start-up, and the only circuits the
+                function may write (trip from outcomes). Default: every circuit of this breaker (also
+                those added after this call).
             on_extension_error: What the client does when the extension cannot answer:
                 ``"fail_open"`` (calls pass) or ``"fail_closed"`` (calls go to the fallback).
                 Default: ``"fail_open"``: the breaker never takes down a healthy service.
@@ -377,9 +383,12 @@ class CircuitBreaker(Construct):
         }
         for name, value in environment.items():
             function.add_environment(name, value)
-        function.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[self._table.table_arn])
-        )
+        # Reading any circuit is harmless (and ``circuits`` is a prefetch list); writing is limited to the
+        # circuits the function is protected for, so one function cannot trip or close another's circuits.
+        read = iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self._table.table_arn])
+        function.add_to_role_policy(read)
+        writable = list(ids) if ids is not None else cdk.Lazy.list(CircuitIdList(lambda: self.circuits))
+        function.add_to_role_policy(circuit_write_statement(self._table.table_arn, writable))
         grant_table_key(self._table, function)
         self._protected.append((function, ids))
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import aws_cdk as cdk
 import jsii
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 
 from cdk_serverless_patterns.circuit_breaker import contract
@@ -92,6 +93,32 @@ class CircuitList:
 
     def produce(self) -> str | None:
         return ",".join(self._circuits())
+
+
+#: What ``dynamodb:LeadingKeys`` allows when a breaker has no circuit at all: no circuit id can be
+#: "-" (ids start with a letter or digit), so the condition then matches nothing.
+NO_CIRCUIT = "-"
+
+
+@jsii.implements(cdk.IStableListProducer)
+class CircuitIdList:
+    """Resolves to the list of every circuit id of a breaker at synthesis (for IAM conditions)."""
+
+    def __init__(self, circuits: Callable[[], Mapping[str, object]]) -> None:
+        self._circuits = circuits
+
+    def produce(self) -> list[str] | None:
+        return list(self._circuits()) or [NO_CIRCUIT]
+
+
+def circuit_write_statement(table_arn: str, circuit_ids: Sequence[str]) -> iam.PolicyStatement:
+    """``dynamodb:UpdateItem`` on ``table_arn``, only for items whose key is one of ``circuit_ids``
+    (``dynamodb:LeadingKeys``: the partition key, ``circuitId``, is the whole key of the table)."""
+    return iam.PolicyStatement(
+        actions=["dynamodb:UpdateItem"],
+        resources=[table_arn],
+        conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": circuit_ids}},
+    )
 
 
 @jsii.implements(IValidation)

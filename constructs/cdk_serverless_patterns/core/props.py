@@ -126,13 +126,18 @@ def milliseconds(duration: cdk.Duration) -> int | None:
 
 
 def human_duration(duration: cdk.Duration | None) -> str:
-    """``"12 seconds"``, ``"1 days"``, ``"150 milliseconds"``: a duration as a prop error names it."""
+    """``"12 seconds"``, ``"1 day"``, ``"1 minute"``, ``"150 milliseconds"``: a duration as a prop
+    error names it, in its largest whole unit, singular for one."""
     if duration is None:
         return "unbounded"
     millis = milliseconds(duration)
     if millis is None:
         return duration.to_string()
-    for unit, size in (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000), ("seconds", 1000)):
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1000)):
         if millis >= size and millis % size == 0:
-            return f"{millis // size} {unit}"
-    return f"{millis} milliseconds" if millis else "0 seconds"
+            return _count(millis // size, unit)
+    return _count(millis, "millisecond") if millis else "0 seconds"
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"

@@ -9,6 +9,7 @@ port (``restart``) still has it.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections import Counter
@@ -123,3 +124,71 @@ class MotoServer:
         """Takes back ``times`` of ``operation`` (a test's own reads, which must not count)."""
         with _COUNT_LOCK:
             _CALLS[operation] -= times
+
+
+class BlackHoleServer:
+    """A TCP server on a free port of ``127.0.0.1`` that accepts every connection and never answers.
+
+    What a frozen dependency looks like from a client: the connection succeeds, the request is
+    sent, and no byte ever comes back. Point an SDK at ``endpoint`` (``http://127.0.0.1:<port>``)
+    to see what a hung AWS endpoint costs. ``connections`` counts the connections accepted,
+    ``received`` the bytes read from them (read and dropped, so a sender never blocks).
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://{HOST}:{self.port}"
+        self.connections = 0
+        self.received = 0
+        self._listener: socket.socket | None = None
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> BlackHoleServer:
+        if self._listener is None:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((HOST, self.port))
+            listener.listen(128)
+            self._listener = listener
+            threading.Thread(target=self._accept, args=(listener,), name="black-hole", daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            with self._lock:
+                self.connections += 1
+                self._held.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), name="black-hole-conn", daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        try:
+            while chunk := conn.recv(65536):
+                with self._lock:
+                    self.received += len(chunk)
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        """Closes the listener and every connection (their clients then see the connection close)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() under way: close() alone would not free the port
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            held, self._held = self._held, []
+        for conn in held:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def __enter__(self) -> BlackHoleServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -8,14 +8,22 @@ transition they did not see: on a conflict the item is read again and the change
 - ``open``: FORCED_OPEN (calls fail fast until an operator closes it; the health checker leaves it)
 - ``close``: CLOSED with counters reset (the health checker takes over again)
 - ``disable``: DISABLED (the breaker is off: calls always pass; the health checker leaves it)
+
+Every bad input ends with one line on stderr and a non-zero exit: an unknown profile, no or an invalid
+region, an invalid endpoint URL, a missing table or stack. An item whose fields are mistyped or out of
+range is shown as UNREADABLE with the reason, the others as usual, and ``status`` then exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cdk_serverless_patterns.circuit_breaker import contract
@@ -28,6 +36,30 @@ EVENT_DETAIL_TYPE = contract.EVENT_DETAIL_TYPE
 TARGET_STATES = {"open": contract.FORCED_OPEN, "close": contract.CLOSED, "disable": contract.DISABLED}
 MAX_ATTEMPTS = 3
 UPDATED_BY = contract.UPDATED_BY_OPERATOR
+#: How the command's AWS calls are bounded: a wrong region or endpoint fails in seconds, not minutes.
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 10
+TOTAL_MAX_ATTEMPTS = 3
+#: The fields of a circuit item the command reads, and what each must hold.
+COUNTER_FIELDS = (
+    "version",
+    "consecutiveFailures",
+    "consecutiveSuccesses",
+    "halfOpenTrialsLeft",
+    "failureThreshold",
+    "coolDownMs",
+    "halfOpenTrials",
+)
+TIME_FIELDS = ("updatedAt", "openedAt")
+TEXT_FIELDS = ("updatedBy", "reason")
+MAX_COUNTER = 2**63 - 1
+#: 9999-12-31T23:59:59.999Z in epoch milliseconds: the last instant a timestamp can be shown.
+MAX_TIME_MS = 253_402_300_799_999
+UNREADABLE = "UNREADABLE"
+NO_REGION = (
+    "no AWS region is configured: pass --region, or set AWS_REGION or AWS_DEFAULT_REGION, or set region in "
+    "the profile's section of the AWS config file"
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -61,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     """Executes ``serverless-patterns circuit ...``; raises ToolkitError with a one-line message."""
     if args.action != "status" and not args.circuit_id:
         raise ToolkitError(f"{args.action} needs the circuit id: serverless-patterns circuit {args.action} ID")
+    if args.circuit_id is not None and not contract.CIRCUIT_ID_PATTERN.fullmatch(args.circuit_id):
+        raise ToolkitError(
+            f"{args.circuit_id!r} is not a circuit id (1-63 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit)"
+        )
     operator = CircuitOperator.connect(
         table=args.table, stack=args.stack, region=args.region, endpoint_url=args.endpoint_url
     )
@@ -70,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
             raise ToolkitError(operator.unknown_circuit(args.circuit_id))
         found = [item for item in items if item is not None]
         print(json.dumps(found, indent=2, sort_keys=True) if args.json else format_items(found, operator.table))
+        unreadable = [f"{item['circuitId']} ({item[UNREADABLE]})" for item in found if UNREADABLE in item]
+        if unreadable:
+            print(
+                f"serverless-patterns circuit: {len(unreadable)} unreadable item(s) in table {operator.table}: "
+                + "; ".join(unreadable),
+                file=sys.stderr,
+            )
+            return 1
         return 0
     target = TARGET_STATES[args.action]
     reason = args.reason or f"set to {target} by an operator (serverless-patterns circuit {args.action})"
@@ -86,27 +131,54 @@ class CircuitOperator:
         self.dynamodb = dynamodb
         self.events = events
         self.clock = clock
+        self.region_hint = ""
 
     @classmethod
     def connect(
         cls, *, table: str | None, stack: str | None, region: str | None, endpoint_url: str | None
     ) -> CircuitOperator:
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
-        session = boto3.Session(region_name=region) if region else boto3.Session()
-        if not session.region_name:
-            raise ToolkitError("no AWS region is configured: pass --region or set AWS_REGION")
-        if session.get_credentials() is None:
+        check_endpoint_url(endpoint_url)
+        # boto3 reads AWS_DEFAULT_REGION and the profile's region, not AWS_REGION; the AWS CLI and
+        # Lambda use AWS_REGION first, and so does this command.
+        region = region if region is not None else (os.environ.get("AWS_REGION") or None)
+        try:
+            session = boto3.Session(region_name=region) if region is not None else boto3.Session()
+            if not session.region_name:
+                raise ToolkitError(f"{NO_REGION} ({_config_file()}, profile {session.profile_name or 'default'})")
+            credentials = session.get_credentials()
+        except ProfileNotFound as error:
+            raise ToolkitError(_unknown_profile(error)) from error
+        except BotoCoreError as error:
+            raise ToolkitError(f"cannot set up the AWS session: {_aws_message(error)}") from error
+        if credentials is None:
             raise ToolkitError("no AWS credentials are configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/...")
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=READ_TIMEOUT_S,
+            retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
+        )
+
+        def client(service: str) -> Any:
+            try:
+                return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+            except (BotoCoreError, ValueError) as error:  # an invalid region name: InvalidRegionError
+                raise ToolkitError(f"cannot use region {session.region_name!r}: {_aws_message(error)}") from error
+
         if not table:
             stack_name = stack or DEFAULT_STACK
             try:
-                table = _table_from_stack(session.client("cloudformation", endpoint_url=endpoint_url), stack_name)
+                table = _table_from_stack(client("cloudformation"), stack_name)
             except (ClientError, BotoCoreError) as error:
-                raise ToolkitError(f"cannot read stack {stack_name}: {_aws_message(error)}") from error
-        dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
-        return cls(table, dynamodb, session.client("events", endpoint_url=endpoint_url))
+                raise ToolkitError(
+                    f"cannot read stack {stack_name}: {_aws_message(error)}{_region_hint(session)}"
+                ) from error
+        operator = cls(table, client("dynamodb"), client("events"))
+        operator.region_hint = _region_hint(session)
+        return operator
 
     # -- reading ---------------------------------------------------------------------------------
     def get(self, circuit_id: str) -> dict[str, Any] | None:
@@ -117,14 +189,14 @@ class CircuitOperator:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return _plain(item) if item else None
+        return read_item(item) if item else None
 
     def all(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
         while True:
             page = self._call(self.dynamodb.scan, **kwargs)
-            items += [_plain(item) for item in page.get("Items", [])]
+            items += [read_item(item) for item in page.get("Items", [])]
             if "LastEvaluatedKey" not in page:
                 return sorted(items, key=lambda item: str(item.get("circuitId")))
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -142,6 +214,11 @@ class CircuitOperator:
             item = self.get(circuit_id)
             if item is None and not create:
                 raise ToolkitError(self.unknown_circuit(circuit_id) + "; pass --create to write it anyway")
+            if item is not None and UNREADABLE in item:
+                raise ToolkitError(
+                    f"circuit {circuit_id!r} has an unreadable item in table {self.table} ({item[UNREADABLE]}): "
+                    "nothing written; repair or delete the item first"
+                )
             previous = str(item.get("state", "CLOSED")) if item else None
             version = int(item.get("version", 0)) if item else 0
             if item is not None and previous == state:
@@ -233,11 +310,103 @@ class CircuitOperator:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise ToolkitError(
-                    f"table {self.table} does not exist (check --table, --stack and --region)"
+                    f"table {self.table} does not exist (check --table, --stack and --region){self.region_hint}"
                 ) from error
             raise ToolkitError(f"cannot read table {self.table}: {_aws_message(error)}") from error
         except BotoCoreError as error:
-            raise ToolkitError(f"cannot read table {self.table}: {_aws_message(error)}") from error
+            raise ToolkitError(f"cannot read table {self.table}: {_aws_message(error)}{self.region_hint}") from error
+
+
+def check_endpoint_url(endpoint_url: str | None) -> None:
+    """An absolute http(s) URL with a host and a valid port, or a one-line ToolkitError."""
+    if endpoint_url is None:
+        return
+    problem = ""
+    try:
+        parts = urllib.parse.urlsplit(endpoint_url)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+    except ValueError as error:
+        problem = str(error)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "the scheme must be http or https"
+        elif not parts.hostname:
+            problem = "there is no host"
+        elif any(c.isspace() for c in endpoint_url):
+            problem = "it contains white space"
+    if problem:
+        raise ToolkitError(f"--endpoint-url {endpoint_url!r} is not a valid endpoint URL: {problem}")
+
+
+def _config_file() -> str:
+    return os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+
+
+def _unknown_profile(error: Exception) -> str:
+    profile = getattr(error, "kwargs", {}).get("profile", "?")
+    try:
+        import botocore.session
+
+        known = ", ".join(sorted(botocore.session.Session(profile=None).available_profiles)) or "none"
+    except Exception:  # an unreadable config file: the profile is still unknown
+        known = "unknown"
+    return (
+        f"the AWS profile {profile!r} (AWS_PROFILE or --profile of the AWS config) is not in {_config_file()} "
+        f"or the credentials file (profiles found: {known})"
+    )
+
+
+def _region_hint(session: Any) -> str:
+    """A note when the region is not one botocore knows (a typo such as us-east-9 fails as a DNS error)."""
+    region = session.region_name
+    try:
+        known = {
+            r
+            for partition in session.get_available_partitions()
+            for r in session.get_available_regions("dynamodb", partition)
+        }
+    except Exception:
+        return ""
+    return "" if region in known or not known else f" (region {region!r} is not one botocore knows: check --region)"
+
+
+def read_item(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The item as plain values; with an ``UNREADABLE`` field naming every bad field when any is
+    mistyped or out of range (the command shows it, never crashes on it)."""
+    problems: list[str] = []
+    for name, typed in raw.items():
+        kind = next(iter(typed), "?") if isinstance(typed, Mapping) and typed else "?"
+        value = typed.get(kind) if isinstance(typed, Mapping) else typed
+        shown = f"{value!r} ({kind})"
+        if name == "state":
+            if kind != "S" or value not in contract.CIRCUIT_STATES:
+                problems.append(f"state: {shown} is not one of {', '.join(contract.CIRCUIT_STATES)}")
+        elif name in COUNTER_FIELDS or name in TIME_FIELDS:
+            limit = MAX_TIME_MS if name in TIME_FIELDS else MAX_COUNTER
+            number = _integer(value) if kind == "N" else None
+            if number is None or not 0 <= number <= limit:
+                problems.append(f"{name}: {shown} is not an integer from 0 to {limit}")
+        elif name in TEXT_FIELDS and kind != "S":
+            problems.append(f"{name}: {shown} is not a string")
+    plain = _plain(raw)
+    if problems:
+        plain[UNREADABLE] = "; ".join(problems)
+    return plain
+
+
+def _integer(text: Any) -> int | None:
+    try:
+        number = Decimal(str(text))
+    except InvalidOperation:
+        return None
+    return int(number) if number.is_finite() and number == number.to_integral_value() else None
+
+
+def _float_or_text(text: Any) -> float | str:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return str(text)
 
 
 def _table_from_stack(cloudformation: Any, stack: str) -> str:
@@ -252,12 +421,14 @@ def _table_from_stack(cloudformation: Any, stack: str) -> str:
     return str(matches[0]["OutputValue"])
 
 
-def _plain(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     plain: dict[str, Any] = {}
     for name, typed in item.items():
+        if not isinstance(typed, Mapping):
+            continue
         if "N" in typed:
-            number = float(typed["N"])
-            plain[name] = int(number) if number.is_integer() else number
+            number = _integer(typed["N"])
+            plain[name] = number if number is not None else _float_or_text(typed["N"])
         elif "S" in typed:
             plain[name] = typed["S"]
         elif "BOOL" in typed:
@@ -271,6 +442,9 @@ def format_items(items: list[dict[str, Any]], table: str) -> str:
     header = ("CIRCUIT", "STATE", "VERSION", "FAILURES", "UPDATED", "BY", "REASON")
     rows = [header]
     for item in items:
+        if UNREADABLE in item:
+            rows.append((str(item.get("circuitId", "?")), UNREADABLE, "-", "-", "-", "-", str(item[UNREADABLE])))
+            continue
         updated = item.get("updatedAt")
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated / 1000)) if isinstance(updated, int) else "-"
         rows.append(

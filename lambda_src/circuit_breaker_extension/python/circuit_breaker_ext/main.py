@@ -1,20 +1,27 @@
 """The extension's life: register first, then serve, follow INVOKE and SHUTDOWN events.
 
 Start-up order, to keep the function's cold start short (measured by bench/bench_circuit_breaker.py):
-1. register with the Extensions API: only ``socket`` is imported by then;
-2. read the settings (``os`` only) and bind 127.0.0.1:$CIRCUIT_BREAKER_PORT, so that a bad
-   setting or a taken port is still reported as an init error;
+1. register with the Extensions API: only ``socket`` and ``signal`` are imported by then;
+2. read the settings (``os`` only), check that boto3 can be found (without importing it) and
+   bind 127.0.0.1:$CIRCUIT_BREAKER_PORT, so that a bad setting, a missing boto3 or a taken port
+   is still reported as an init error;
 3. send ``event/next``: Lambda may go on with the runtime's init from here;
 4. only then import the server and the cache, start serving (connections made meanwhile wait in
    the listen backlog), and start the worker that imports boto3 and prefetches
    ``CIRCUIT_BREAKER_CIRCUITS``; then block for the event.
-On every INVOKE the stale entries are read again in the background; on SHUTDOWN the process
-closes its socket and exits 0.
+On every INVOKE the stale entries are read again in the background; on SHUTDOWN or SIGTERM the
+process closes its socket and exits 0.
+
+A start-up that fails writes one JSON line (level ERROR, with ``errorType``) and exits 1: after
+registering it also reports the error to ``/extension/init/error``, so Lambda fails the init phase
+with that error type; before (the Extensions API unreachable, or registration refused) there is
+no extension identifier to report it with, and Lambda sees the process exit.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 
@@ -22,34 +29,83 @@ from . import EXTENSION_NAME, runtime_api
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import: not on the start-up path
 if TYPE_CHECKING:
+    from types import FrameType
+
     from .config import Settings
+
+#: Modules the extension needs besides the standard library (the Lambda Python runtimes ship them).
+REQUIRED_MODULES = ("boto3", "botocore")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the server runs: nothing to close, exit cleanly (``_serve`` replaces this)."""
+    os._exit(0)
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     name = argv[0] if argv else EXTENSION_NAME
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
     if not address:
-        sys.stderr.write("circuit-breaker: AWS_LAMBDA_RUNTIME_API is not set: run me as a Lambda extension\n")
-        return 1
-    extension_id = runtime_api.register(address, name)
+        return _fail("Extension.NoRuntimeApi", "AWS_LAMBDA_RUNTIME_API is not set: run me as a Lambda extension")
+    try:
+        extension_id = runtime_api.register(address, name)
+    except (OSError, ValueError, runtime_api.ExtensionsApiError) as error:  # ValueError: a garbled answer
+        what = f"{type(error).__name__}: {error}"
+        return _fail("Extension.RegisterFailed", f"cannot register with the Extensions API at {address}: {what}")
 
     from .config import ConfigError, Settings
 
     try:
         settings = Settings.from_env()
     except ConfigError as error:
-        runtime_api.report_error(address, extension_id, "init", "Extension.ConfigError", str(error))
-        sys.stderr.write(f"circuit-breaker: bad configuration: {error}\n")
-        return 1
+        return _init_error(address, extension_id, "Extension.ConfigError", f"bad configuration: {error}")
+    missing = [module for module in REQUIRED_MODULES if not _importable(module)]
+    if missing:
+        message = (
+            f"{' and '.join(missing)} cannot be imported by {sys.executable}: run the function on a Lambda "
+            "Python runtime (they ship boto3), or add boto3 to the function's layers"
+        )
+        return _init_error(address, extension_id, "Extension.MissingDependency", message)
     try:
         listener = _listen(settings.port)
     except OSError as error:
         message = f"cannot listen on 127.0.0.1:{settings.port}: {error}"
-        runtime_api.report_error(address, extension_id, "init", "Extension.PortUnavailable", message)
-        sys.stderr.write(f"circuit-breaker: {message}\n")
-        return 1
-    pending = runtime_api.send_next(address, extension_id)
+        return _init_error(address, extension_id, "Extension.PortUnavailable", message)
+    try:
+        pending = runtime_api.send_next(address, extension_id)
+    except OSError as error:
+        listener.close()
+        return _fail(
+            "Extension.EventLoopFailed", f"lost the Extensions API at {address}: {type(error).__name__}: {error}"
+        )
     return _serve(address, extension_id, settings, listener, pending)
+
+
+def _fail(error_type: str, message: str) -> int:
+    """One JSON line for a failed start-up; returns the exit status (1)."""
+    from .logs import log
+
+    log("ERROR", message, errorType=error_type)
+    return 1
+
+
+def _init_error(address: str, extension_id: str, error_type: str, message: str) -> int:
+    """Logs the failure, reports it to ``/extension/init/error`` (Lambda fails the init phase with
+    ``error_type``) and returns the exit status (1)."""
+    import contextlib  # a failure path: the cost of the import does not matter here
+
+    _fail(error_type, message)
+    with contextlib.suppress(OSError, runtime_api.ExtensionsApiError):  # the line above says it all
+        runtime_api.report_error(address, extension_id, "init", error_type, message)
+    return 1
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found on ``sys.path``, without importing it (boto3 costs ~250 ms)."""
+    from importlib.machinery import PathFinder
+
+    return PathFinder.find_spec(module) is not None
 
 
 def _listen(port: int) -> socket.socket:
@@ -76,6 +132,22 @@ def _serve(address: str, extension_id: str, settings: Settings, listener: socket
 
     store = CircuitStore(settings)
     jobs: queue.Queue[tuple[str, tuple[str, ...]]] = queue.Queue()
+    server = LocalServer(settings, store, lambda circuit_id: jobs.put(("trip", (circuit_id,))), listener)
+
+    def shut_down(reason: object) -> None:
+        server.close()
+        log(
+            "INFO",
+            "shutdown",
+            reason=reason,
+            dynamodbReads=store.reads,
+            connectionsEvicted=server.evicted,  # idle connections closed to make room
+            connectionsRefused=server.refused,  # 503: every slot was in the middle of a request
+        )
+        sys.stdout.flush()
+        os._exit(0)  # daemon threads may be inside boto3: do not wait for them
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: shut_down("SIGTERM"))
 
     def worker() -> None:
         while True:
@@ -85,12 +157,22 @@ def _serve(address: str, extension_id: str, settings: Settings, listener: socket
                     store.trip(ids[0])
                 else:  # "warm-up" or "refresh"
                     if kind == "warm-up":
-                        store.client()
+                        _load_sdk(store)
                     store.refresh_stale(ids)
             except Exception as error:  # keep the worker alive whatever happens
                 log("ERROR", f"{kind} failed", error=f"{type(error).__name__}: {error}")
 
-    server = LocalServer(settings, store, lambda circuit_id: jobs.put(("trip", (circuit_id,))), listener)
+    def _load_sdk(store: CircuitStore) -> None:
+        try:
+            store.client()
+        except ImportError as error:  # found at start-up, yet it does not import: nothing can be served
+            message = f"cannot import boto3: {type(error).__name__}: {error}"
+            log("ERROR", message, errorType="Extension.MissingDependency")
+            try:
+                runtime_api.report_error(address, extension_id, "exit", "Extension.MissingDependency", message)
+            finally:
+                os._exit(1)
+
     server.start()
     threading.Thread(target=worker, name="circuit-breaker-worker", daemon=True).start()
     jobs.put(("warm-up", settings.circuits))
@@ -116,13 +198,12 @@ def _serve(address: str, extension_id: str, settings: Settings, listener: socket
             log("ERROR", "lost the Extensions API", error=f"{type(error).__name__}: {error}")
             try:
                 runtime_api.report_error(address, extension_id, "exit", "Extension.EventLoopFailed", str(error))
+            except (OSError, runtime_api.ExtensionsApiError):
+                pass
             finally:
                 server.close()
             return 1
         pending = None
         if event.get("eventType") == "SHUTDOWN":
-            server.close()
-            log("INFO", "shutdown", reason=event.get("shutdownReason"), dynamodbReads=store.reads)
-            sys.stdout.flush()
-            os._exit(0)  # daemon threads may be inside boto3: do not wait for them
+            shut_down(event.get("shutdownReason"))
         jobs.put(("refresh", settings.circuits))

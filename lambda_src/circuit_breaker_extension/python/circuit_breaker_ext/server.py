@@ -9,18 +9,27 @@ Routes (every request must carry ``X-Circuit-Breaker-Token`` equal to the functi
 
 - ``GET /circuits/{id}`` -> 200 ``{"circuitId", "state", "version", "cached", "ageMs", "stale",
   "permitted"}``; 404 ``{"circuitId", "state": "UNKNOWN"}`` for a circuit not in the table; 503
-  when DynamoDB is unreachable and nothing is cached. ``?acquire=1`` takes one of the HALF_OPEN
-  trial permits (``permitted`` says whether one was left).
+  when nothing is cached and DynamoDB is unreachable or slower than the store's bound.
+  ``?acquire=1`` takes one of the HALF_OPEN trial permits (``permitted`` says whether one was left).
 - ``POST /circuits/{id}/outcomes`` with ``{"success": bool, "durationMs": number}`` -> 202.
+
+Connections cannot hold the server: a request must arrive whole within REQUEST_TIMEOUT_S of its
+first byte (else 408); a connection waiting between requests is idle, and when all
+MAX_CONNECTIONS slots are taken the longest-idle one is closed to make room (the client retries a
+request on a closed keep-alive connection); only when every slot is mid-request does a new caller
+get 503, and nothing a caller does (resetting, never reading) can stop the accept loop. Malformed
+requests get a 4xx and a close (see ``_read_request``), never a dead thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,9 +39,24 @@ from .store import UNKNOWN, CircuitStore, StoreUnavailableError
 
 TOKEN_HEADER = "x-circuit-breaker-token"
 MAX_HEAD_BYTES = 16 * 1024
+MAX_LINE_BYTES = 8 * 1024
+MAX_HEADER_FIELDS = 64
 MAX_BODY_BYTES = 16 * 1024
 MAX_CONNECTIONS = 64
+#: A request must arrive whole (head and body) within this many seconds of its first byte: a
+#: deadline for the whole request, not for each read. Past it the answer is 408 and the
+#: connection is closed. (The client sends a request in one write on the loopback interface.)
+REQUEST_TIMEOUT_S = 1.0
+#: Writing an answer may take at most this long (a caller that does not read cannot hold a thread).
+SEND_TIMEOUT_S = 1.0
+#: After a 4xx that closes the connection, what the client still sends is read and dropped for
+#: at most this long (and this many bytes), so that it can read the answer before the close.
+LINGER_S = 0.2
+LINGER_BYTES = 256 * 1024
 CIRCUIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
+_DIGITS = re.compile(r"[0-9]{1,9}")  # a Content-Length we read: ASCII digits only, below 1 GB
+_SINGLE = ("content-length", "transfer-encoding", "connection", "host", TOKEN_HEADER)
 REASONS = {
     200: "OK",
     202: "Accepted",
@@ -40,12 +64,45 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     411: "Length Required",
     413: "Content Too Large",
+    414: "URI Too Long",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+class _Rejected(Exception):
+    """A request the server answers with a 4xx and then closes the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Connection:
+    """One accepted connection; ``idle_since`` is set while it waits for a request (it may then be
+    closed to make room), None while a request is under way."""
+
+    __slots__ = ("evicted", "idle_since", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.idle_since: float | None = time.monotonic()  # nothing sent yet: idle
+        self.evicted = False
+
+
+class _Request:
+    __slots__ = ("body", "headers", "method", "target", "version")
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str], body: bytes) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body = body
 
 
 class LocalServer:
@@ -58,17 +115,22 @@ class LocalServer:
         self.schedule_trip = schedule_trip
         self._token = settings.token.encode()
         self._socket = listener
-        self._connections = 0
-        self._count_lock = threading.Lock()
+        self._connections: set[_Connection] = set()
+        self._lock = threading.Lock()
         self._closed = False
+        self.refused = 0  # connections answered 503 because every slot was busy (for logs and tests)
+        self.evicted = 0  # idle connections closed to make room for a new one
 
     def start(self) -> None:
         threading.Thread(target=self._accept_loop, name="circuit-breaker-accept", daemon=True).start()
 
     def close(self) -> None:
         self._closed = True
+        with contextlib.suppress(OSError):  # wakes the accept() under way: close() alone would not
+            self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
 
+    # -- connections ---------------------------------------------------------------------------
     def _accept_loop(self) -> None:
         while not self._closed:
             try:
@@ -76,79 +138,115 @@ class LocalServer:
             except OSError:
                 if self._closed:
                     return
+                time.sleep(0.01)  # out of descriptors or memory: do not spin
                 continue
-            with self._count_lock:
-                full = self._connections >= MAX_CONNECTIONS
-                if not full:
-                    self._connections += 1
-            if full:
-                _send(conn, 503, {"error": "too many connections"}, keep_alive=False)
-                conn.close()
-                continue
-            threading.Thread(target=self._serve, args=(conn,), name="circuit-breaker-conn", daemon=True).start()
+            try:
+                self._admit(conn)
+            except Exception as error:  # nothing one connection does may end the accept loop
+                log("ERROR", "could not take a connection", error=f"{type(error).__name__}: {error}")
+                _close(conn)
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket) -> None:
+        """Serves ``conn`` in a thread of its own. When every slot is taken, the longest-idle
+        connection is closed to make room; when all of them are in the middle of a request, 503."""
+        record = _Connection(conn)
+        victim: _Connection | None = None
+        with self._lock:
+            live = [c for c in self._connections if not c.evicted]
+            if len(live) >= MAX_CONNECTIONS:
+                idle = sorted((c for c in live if c.idle_since is not None), key=lambda c: c.idle_since or 0.0)
+                victim = next((c for c in idle if not _has_input(c.sock)), None)
+                if victim is None:
+                    self.refused += 1
+                    record.evicted = True  # not admitted
+                else:
+                    victim.evicted = True
+                    self.evicted += 1
+            if not record.evicted:
+                self._connections.add(record)
+        if record.evicted:
+            try:  # the caller may already be gone (reset): that costs this answer, nothing else
+                conn.settimeout(SEND_TIMEOUT_S)
+                _send(conn, 503, {"error": "too many connections"}, keep_alive=False)
+            except OSError:
+                pass
+            finally:
+                _close(conn)
+            return
+        if victim is not None:
+            with contextlib.suppress(OSError):  # its thread sees end-of-stream and exits
+                victim.sock.shutdown(socket.SHUT_RDWR)
+        try:
+            threading.Thread(target=self._serve, args=(record,), name="circuit-breaker-conn", daemon=True).start()
+        except BaseException:
+            with self._lock:
+                self._connections.discard(record)
+            raise
+
+    def _serve(self, record: _Connection) -> None:
+        conn = record.sock
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._serve_requests(conn)
+            self._serve_requests(record)
         except OSError:
-            pass  # the client went away
+            pass  # the client went away, or did not read its answer
+        except Exception as error:  # a bug must cost this connection, not its slot
+            log("ERROR", "connection failed", error=f"{type(error).__name__}: {error}")
         finally:
-            with self._count_lock:
-                self._connections -= 1
-            conn.close()
+            with self._lock:
+                self._connections.discard(record)
+            _close(conn)
 
-    def _serve_requests(self, conn: socket.socket) -> None:
+    def _serve_requests(self, record: _Connection) -> None:
+        conn = record.sock
         buffer = b""
         while True:
-            end = buffer.find(b"\r\n\r\n")
-            while end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    _send(conn, 431, {"error": "request head too large"}, keep_alive=False)
-                    return
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                end = buffer.find(b"\r\n\r\n")
-            head, buffer = buffer[:end], buffer[end + 4 :]
-            lines = head.decode("latin-1").split("\r\n")
-            request_line = lines[0].split(" ")
-            if len(request_line) != 3:
-                _send(conn, 400, {"error": "bad request line"}, keep_alive=False)
-                return
-            method, target, version = request_line
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                _send(conn, 411, {"error": "send Content-Length, not chunked bodies"}, keep_alive=False)
-                return
-            length_text = headers.get("content-length", "0") or "0"
-            if not length_text.isdigit():
-                _send(conn, 400, {"error": "bad Content-Length"}, keep_alive=False)
-                return
-            length = int(length_text)
-            if length > MAX_BODY_BYTES:
-                _send(conn, 413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"}, keep_alive=False)
-                return
-            while len(buffer) < length:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-            body, buffer = buffer[:length], buffer[length:]
-            connection = headers.get("connection", "").lower()
-            keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+            if not buffer:  # idle between requests: wait for the next one, evictable meanwhile
+                with self._lock:
+                    if record.evicted:
+                        return
+                    record.idle_since = time.monotonic()
+                conn.settimeout(None)
+                try:
+                    buffer = conn.recv(65536)
+                finally:
+                    with self._lock:
+                        record.idle_since = None
+                        evicted = record.evicted
+                if evicted or not buffer:
+                    return  # an evicted client sends its request again on a new connection
+            deadline = time.monotonic() + REQUEST_TIMEOUT_S
             try:
-                status, payload = self.handle(method, target, headers, body)
+                request, buffer = _read_request(conn, buffer, deadline)
+            except _Rejected as rejected:
+                conn.settimeout(SEND_TIMEOUT_S)
+                _send(conn, rejected.status, {"error": str(rejected)}, keep_alive=False)
+                self._linger(record)
+                return
+            except TimeoutError:
+                conn.settimeout(SEND_TIMEOUT_S)
+                late = {"error": f"the request did not arrive within {REQUEST_TIMEOUT_S:g} s"}
+                _send(conn, 408, late, keep_alive=False)
+                self._linger(record)
+                return
+            if request is None:
+                return  # the client closed the connection in the middle of a request
+            connection = request.headers.get("connection", "").lower()
+            keep_alive = connection != "close" if request.version == "HTTP/1.1" else connection == "keep-alive"
+            try:
+                status, payload = self.handle(request.method, request.target, request.headers, request.body)
             except Exception as error:  # a bug must cost one answer, not the connection or the process
-                log("ERROR", "request failed", target=target, error=f"{type(error).__name__}: {error}")
+                log("ERROR", "request failed", target=request.target, error=f"{type(error).__name__}: {error}")
                 status, payload = 500, {"error": "internal error in the circuit-breaker extension"}
+            conn.settimeout(SEND_TIMEOUT_S)
             _send(conn, status, payload, keep_alive=keep_alive)
             if not keep_alive:
                 return
+
+    def _linger(self, record: _Connection) -> None:
+        with self._lock:
+            record.evicted = True  # a closing connection no longer holds a slot
+        _linger(record.sock)
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Routes one request; returns the status and the JSON payload."""
@@ -198,6 +296,97 @@ class LocalServer:
         except Exception as error:  # never fail the function's call because of the bookkeeping
             log("ERROR", "could not record an outcome", circuitId=circuit_id, error=f"{type(error).__name__}: {error}")
         return 202, {"circuitId": circuit_id, "accepted": True}
+
+
+def _recv(conn: socket.socket, deadline: float) -> bytes:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("request deadline passed")
+    conn.settimeout(remaining)
+    return conn.recv(65536)
+
+
+def _read_request(conn: socket.socket, buffer: bytes, deadline: float) -> tuple[_Request | None, bytes]:
+    """Reads one whole request (``buffer`` holds what already arrived) before ``deadline``; returns
+    it and what follows it, or None at end-of-stream. Raises _Rejected or TimeoutError."""
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise _Rejected(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+        chunk = _recv(conn, deadline)
+        if not chunk:
+            return None, b""
+        buffer += chunk
+    if end > MAX_HEAD_BYTES:
+        raise _Rejected(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+    lines = buffer[:end].split(b"\r\n")
+    rest = buffer[end + 4 :]
+    if len(lines[0]) > MAX_LINE_BYTES:
+        raise _Rejected(414, f"request line longer than {MAX_LINE_BYTES} bytes")
+    if len(lines) - 1 > MAX_HEADER_FIELDS:
+        raise _Rejected(431, f"more than {MAX_HEADER_FIELDS} header fields")
+    parts = lines[0].decode("latin-1").split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise _Rejected(400, "bad request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise _Rejected(400, "only HTTP/1.1 and HTTP/1.0 are spoken here")
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        if len(raw) > MAX_LINE_BYTES:
+            raise _Rejected(431, f"header field longer than {MAX_LINE_BYTES} bytes")
+        name, sep, value = raw.decode("latin-1").partition(":")
+        if not sep or not _TOKEN.fullmatch(name):
+            raise _Rejected(400, "bad header field")
+        key = name.lower()
+        if key in headers and key in _SINGLE:
+            raise _Rejected(400, f"more than one {name} header")
+        headers[key] = value.strip(" \t")
+    if "transfer-encoding" in headers:
+        raise _Rejected(411, "send Content-Length, not chunked bodies")
+    length_text = headers.get("content-length", "0")
+    if not _DIGITS.fullmatch(length_text):
+        huge = length_text.isascii() and length_text.isdigit()  # 10 digits or more
+        raise _Rejected(413 if huge else 400, f"bad Content-Length {length_text[:20]!r}: decimal digits only")
+    length = int(length_text)
+    if length > MAX_BODY_BYTES:
+        raise _Rejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    while len(rest) < length:
+        chunk = _recv(conn, deadline)
+        if not chunk:
+            return None, b""
+        rest += chunk
+    return _Request(method, target, version, headers, rest[:length]), rest[length:]
+
+
+def _linger(conn: socket.socket) -> None:
+    """After an error answer: stop sending and read (and drop) what the client still sends, for a
+    moment, so that closing with unread input does not reset the connection before the client
+    has read the answer. Bounded by LINGER_S and LINGER_BYTES."""
+    deadline = time.monotonic() + LINGER_S
+    drained = 0
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+        while drained < LINGER_BYTES and (remaining := deadline - time.monotonic()) > 0:
+            conn.settimeout(remaining)
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            drained += len(chunk)
+
+
+def _has_input(conn: socket.socket) -> bool:
+    """Whether a request has arrived on ``conn`` that its thread has not read yet (not idle, then)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing there: idle
+    except OSError:
+        return False  # broken: as good as idle
+
+
+def _close(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.close()
 
 
 def _send(conn: socket.socket, status: int, payload: dict[str, Any], *, keep_alive: bool) -> None:

@@ -1,7 +1,13 @@
 """Circuit states cached over the state table: one GetItem per circuit and TTL, never a scan.
 
 - A lookup of a fresh entry never touches DynamoDB. A stale entry (older than the TTL) is read
-  again with GetItem under the entry's own lock, so concurrent lookups share one read.
+  again with one GetItem in a background thread, one read per entry at a time (single-flight):
+  concurrent lookups share it.
+- A lookup waits for that read only a bounded time, whatever DynamoDB does (answers, refuses,
+  or accepts the connection and never answers): ``STALE_WAIT_MS`` after the read started when a
+  state is cached (then the cached state is served, flagged ``stale``), ``FIRST_READ_WAIT_MS``
+  when nothing is cached (then ``StoreUnavailableError``: the server answers 503 and the client
+  applies its policy). A read still under way goes on in the background and fills the cache.
 - When DynamoDB cannot be reached, a cached value is still served, flagged ``stale``; the next
   read is tried after a short back-off, so an outage does not slow every lookup down.
 - Outcomes the function reports feed a sliding window per circuit; a window that says "trip"
@@ -34,6 +40,22 @@ UNKNOWN = "UNKNOWN"
 UPDATED_BY = "extension"
 #: After a failed read, serve the cached value this long before trying DynamoDB again.
 MAX_RETRY_BACKOFF_MS = 1000
+#: The DynamoDB client's limits: one attempt (botocore's ``total_max_attempts`` counts calls,
+#: ``max_attempts`` counts retries), bounded connect and read. A read that hangs costs the
+#: background thread at most about CONNECT + READ; lookups never wait that long.
+DYNAMODB_CONNECT_TIMEOUT_S = 0.5
+DYNAMODB_READ_TIMEOUT_S = 1.0
+DYNAMODB_ATTEMPTS = 1
+#: How long after a read of a cached (stale) entry started a lookup waits for it before serving
+#: the cached state flagged ``stale``. A healthy DynamoDB answers well within it.
+STALE_WAIT_MS = 200
+#: How long after a read of an entry with nothing cached started a lookup waits for it before
+#: answering UNKNOWN (503: the client's policy decides). Loading boto3 on a cold start comes
+#: before the read starts and does not count; with it the wait is capped at COLD_WAIT_MS.
+FIRST_READ_WAIT_MS = 800
+COLD_WAIT_MS = 1500
+#: The background worker (prefetch, refresh on INVOKE, trips) waits at most this long for a read.
+WORKER_WAIT_S = 5.0
 
 
 class StoreUnavailableError(RuntimeError):
@@ -73,6 +95,8 @@ class Entry:
     error: str = ""
     trials_version: int = -1  # the HALF_OPEN version that trials were counted for
     trials_used: int = 0
+    reading: threading.Event | None = None  # the read under way (set when it ends), if any
+    read_started: float = 0.0  # monotonic ms the read under way reached DynamoDB; 0: loading the SDK
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -137,12 +161,12 @@ class CircuitStore:
                 import boto3
                 from botocore.config import Config
 
-                # Short timeouts and no retries in the lookup path: a slow DynamoDB must not make
-                # the breaker slow; the cached value is served and the read is tried again later.
+                # Short timeouts and exactly one attempt: a slow DynamoDB must not make the breaker
+                # slow; the cached value is served and the read is tried again later.
                 config = Config(
-                    connect_timeout=0.5,
-                    read_timeout=1.0,
-                    retries={"max_attempts": 1, "mode": "standard"},
+                    connect_timeout=DYNAMODB_CONNECT_TIMEOUT_S,
+                    read_timeout=DYNAMODB_READ_TIMEOUT_S,
+                    retries={"total_max_attempts": DYNAMODB_ATTEMPTS, "mode": "standard"},
                     tcp_keepalive=True,
                 )
                 self._client = boto3.client("dynamodb", config=config)
@@ -167,32 +191,96 @@ class CircuitStore:
     def _fresh(self, entry: Entry, now: float) -> bool:
         return entry.loaded and not entry.stale and now - entry.fetched_at < self.settings.cache_ttl_ms
 
-    def refresh(self, entry: Entry, *, force: bool = False) -> bool:
-        """Reads the entry again unless it is fresh (or in back-off); True if DynamoDB was read."""
+    def _begin_read(self, entry: Entry, *, force: bool = False) -> threading.Event | None:
+        """The read under way for the entry, else a new one in a background thread (one at a time
+        per entry); None when no read is needed (fresh, or in back-off after a failure) and not ``force``."""
+        return self._join_or_begin(entry, force)[0]
+
+    def _join_or_begin(self, entry: Entry, force: bool) -> tuple[threading.Event | None, bool]:
+        """``_begin_read``, and whether the read is a new one (False: joined, or none)."""
         with entry.lock:
+            if entry.reading is not None:
+                return entry.reading, False
             now = _now_ms()
-            if not force and (self._fresh(entry, now) or (entry.loaded and now < entry.retry_at)):
-                return False
-            if not force and not entry.loaded and now < entry.retry_at:
-                raise StoreUnavailableError(entry.error)  # nothing to serve, and DynamoDB just failed
+            if not force and (self._fresh(entry, now) or now < entry.retry_at):
+                return None, False
+            done = entry.reading = threading.Event()
+            entry.read_started = 0.0
+        try:
+            threading.Thread(target=self._read, args=(entry, done), name="circuit-breaker-read", daemon=True).start()
+        except RuntimeError as error:  # no thread to be had: this read fails like an unreachable DynamoDB
+            self._finish(entry, done, None, error, _now_ms())
+        return done, True
+
+    def _read(self, entry: Entry, done: threading.Event) -> None:
+        began = _now_ms()
+        try:
+            self.client()  # on a cold start, loading boto3 comes first: it is not DynamoDB's time
+            entry.read_started = _now_ms()
+            item = self._get_item(entry.circuit_id)
+        except Exception as error:  # any SDK or network error (or no SDK at all): serve what we have
+            self._finish(entry, done, None, error, began)
+        else:
+            self._finish(entry, done, item, None, began)
+
+    def _finish(
+        self,
+        entry: Entry,
+        done: threading.Event,
+        item: dict[str, Any] | None,
+        error: BaseException | None,
+        began: float,
+    ) -> None:
+        with entry.lock:
             try:
-                item = self._get_item(entry.circuit_id)
-            except Exception as error:  # any SDK or network error: serve what we have
-                entry.error = f"{type(error).__name__}: {error}"
-                entry.retry_at = _now_ms() + min(self.settings.cache_ttl_ms, MAX_RETRY_BACKOFF_MS)
-                if entry.loaded:
-                    if not entry.stale:
+                newer = entry.fetched_at > began and entry.item is not None  # a trip stored its write meanwhile
+                if error is None:
+                    if newer and (item is None or _int(item, "version") < entry.version):
+                        item = entry.item  # what this read saw predates that write
+                    self._store(entry, item)
+                elif not newer:
+                    entry.error = f"{type(error).__name__}: {error}"
+                    entry.retry_at = _now_ms() + min(self.settings.cache_ttl_ms, MAX_RETRY_BACKOFF_MS)
+                    if entry.loaded and not entry.stale:
                         log(
                             "WARNING",
                             "DynamoDB unreachable, serving the cached state",
                             circuitId=entry.circuit_id,
                             error=entry.error,
                         )
-                    entry.stale = True
-                    return True
-                raise StoreUnavailableError(entry.error) from error
-            self._store(entry, item)
-            return True
+                    entry.stale = entry.loaded
+            finally:
+                entry.reading = None
+                done.set()
+
+    def _wait(self, entry: Entry, done: threading.Event, asked: float, loaded: bool) -> bool:
+        """Waits for the read ``done`` within the lookup's bound (see the module); True if it ended."""
+        bound = STALE_WAIT_MS if loaded else FIRST_READ_WAIT_MS
+        cap = asked + (STALE_WAIT_MS if loaded else COLD_WAIT_MS)
+        while True:
+            started = entry.read_started
+            deadline = min(started + bound, cap) if started else cap
+            remaining = deadline - _now_ms()
+            if remaining <= 0:
+                return done.is_set()
+            if started:
+                return done.wait(remaining / 1000.0)
+            if done.wait(min(remaining, 10.0) / 1000.0):  # the SDK is still loading: look again soon
+                return True
+
+    def refresh(self, entry: Entry, *, force: bool = False) -> bool:
+        """Reads the entry again unless it is fresh (or in back-off) and waits for the read (the
+        worker's path, not a lookup's); True if DynamoDB was read. ``force``: read even a fresh entry,
+        after any read already under way (which may predate what the caller knows).
+        Raises StoreUnavailableError when nothing is cached and DynamoDB could not be read."""
+        if force and (under_way := entry.reading) is not None:
+            under_way.wait(WORKER_WAIT_S)
+        done = self._begin_read(entry, force=force)
+        if done is not None:
+            done.wait(WORKER_WAIT_S)
+        if not entry.loaded:
+            raise StoreUnavailableError(entry.error or "DynamoDB has not answered yet")
+        return done is not None
 
     def _store(self, entry: Entry, item: dict[str, Any] | None) -> None:
         previous = entry.state
@@ -208,33 +296,39 @@ class CircuitStore:
         entry.retry_at = 0.0
 
     def refresh_stale(self, circuit_ids: tuple[str, ...] = ()) -> int:
-        """Refreshes every stale entry (and the named circuits); returns how many were read."""
-        count = 0
+        """Reads every stale entry (and the named circuits) again, all at once; waits for the reads
+        (at most WORKER_WAIT_S); returns how many were started."""
         with self._lock:  # connection threads add entries meanwhile
             known = list(self._entries)
-        ids = set(circuit_ids) | set(known)
-        for circuit_id in sorted(ids):
-            try:
-                count += self.refresh(self.entry(circuit_id))
-            except StoreUnavailableError:
-                count += 1
-        return count
+        reads = [done for c in sorted(set(circuit_ids) | set(known)) if (done := self._begin_read(self.entry(c)))]
+        deadline = time.monotonic() + WORKER_WAIT_S
+        for done in reads:
+            done.wait(max(deadline - time.monotonic(), 0.0))
+        return len(reads)
 
     def lookup(self, circuit_id: str, *, acquire: bool = False) -> Lookup:
-        """The circuit's state, from the cache when fresh. Raises StoreUnavailableError."""
+        """The circuit's state, from the cache when fresh, else after a read that it waits for only
+        within its bound (STALE_WAIT_MS, FIRST_READ_WAIT_MS). Raises StoreUnavailableError when
+        nothing is cached and DynamoDB did not answer in time."""
         entry = self.entry(circuit_id)
-        read = self.refresh(entry)
+        asked = _now_ms()
+        loaded = entry.loaded
+        done, own = self._join_or_begin(entry, False)
+        answered = done is not None and self._wait(entry, done, asked, loaded)
         with entry.lock:
-            state = entry.state
-            permitted = self._permitted(entry, acquire)
+            if not entry.loaded:
+                raise StoreUnavailableError(
+                    entry.error or f"DynamoDB did not answer within {FIRST_READ_WAIT_MS} ms (still trying)"
+                )
+            late = done is not None and not answered  # a read is still under way: this state is past its TTL
             return Lookup(
                 circuit_id=circuit_id,
-                state=state,
+                state=entry.state,
                 version=entry.version,
-                cached=not read or entry.stale,
+                cached=not (own and answered) or entry.stale,  # cached: this lookup did not read DynamoDB
                 age_ms=int(_now_ms() - entry.fetched_at),
-                stale=entry.stale,
-                permitted=permitted,
+                stale=entry.stale or late,
+                permitted=self._permitted(entry, acquire),
                 found=entry.item is not None,
             )
 

@@ -184,7 +184,7 @@ def main() -> int:
     billed_seconds = max(0.1, math.ceil(resumer_seconds * 10) / 10)
     resumer_cost = EXPRESS_PER_REQUEST + billed_seconds * EXPRESS_MEMORY_GB * EXPRESS_PER_GB_SECOND
     # DynamoDB: the wait step's PutItem; the resumer's GetItem (strongly consistent), claim
-    # UpdateItem and DeleteItem (items well under 1 KB).
+    # UpdateItem and the PutItem of the "resumed" marker (items well under 1 KB).
     dynamodb_cost = 3 * DDB_PER_WRITE + 1 * DDB_PER_READ
     pattern_cost = pattern_transitions * STANDARD_PER_TRANSITION + resumer_cost + dynamodb_cost
     polling_cost = polling_transitions * STANDARD_PER_TRANSITION

@@ -18,6 +18,7 @@ _EXPORTS = {
     "CallbackPattern": "cdk_serverless_patterns.callback",
     "CallbackUrls": "cdk_serverless_patterns.callback",
     "JobSource": "cdk_serverless_patterns.callback",
+    "MacieJobStatusForwarder": "cdk_serverless_patterns.callback",
     "Circuit": "cdk_serverless_patterns.circuit_breaker",
     "CircuitBreaker": "cdk_serverless_patterns.circuit_breaker",
     "HealthCheck": "cdk_serverless_patterns.circuit_breaker",
@@ -25,7 +26,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from cdk_serverless_patterns.callback import CallbackPattern, CallbackUrls, JobSource
+    from cdk_serverless_patterns.callback import CallbackPattern, CallbackUrls, JobSource, MacieJobStatusForwarder
     from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker, HealthCheck
     from cdk_serverless_patterns.core.props import PropError
 
@@ -36,6 +37,7 @@ __all__ = [
     "CircuitBreaker",
     "HealthCheck",
     "JobSource",
+    "MacieJobStatusForwarder",
     "PropError",
     "__version__",
 ]

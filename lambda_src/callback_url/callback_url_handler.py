@@ -5,36 +5,46 @@
 1. checks the path (the namespace must be one the construct configured) and the body size;
 2. authenticates the caller, either with the per-job secret (header ``X-Callback-Secret``, whose
    SHA-256 is compared in constant time with ``callbackSecretHash`` in the job's token record) or
-   with an HMAC signature (header ``X-Signature: sha256=<hex>`` over ``"<X-Timestamp>.<raw body>"``,
-   the timestamp within the replay window, the key read from Secrets Manager at run time);
+   with an HMAC signature (header ``X-Signature: sha256=<hex>`` over the canonical message
+   ``"v1\\n<X-Timestamp>\\n<namespace>\\n<jobId>\\n" + <raw body>`` (see :func:`signing_message`),
+   the timestamp within the replay window, the key read from Secrets Manager at run time: one key
+   for every namespace, or one key per namespace);
 3. validates the body: ``{"status": "SUCCEEDED"|"FAILED", "output": <any JSON>, "error": str,
-   "cause": str}`` (in HMAC mode also ``"jobId"``, which binds the signature to this job);
-4. claims the token record with a conditional update (``attribute_not_exists(callbackReceivedAt)``),
-   so that a replayed callback is rejected with 409 and changes nothing;
-5. puts exactly one completion event on the pattern's bus (Source
-   ``cdk-serverless-patterns.callback-url``, DetailType ``Job Callback``); the pattern's resumer
-   resumes the waiting workflow from it, the same path as every other job source.
+   "cause": str}`` (optionally ``"jobId"`` and ``"namespace"``, which must then match the URL);
+4. claims the token record with a conditional update (``attribute_not_exists(callbackReceivedAt)``)
+   that writes a random claim id (``callbackRequestId``), so that a replayed callback is rejected
+   with 409 and changes nothing;
+5. puts exactly one completion event on the callback bus (Source
+   ``cdk-serverless-patterns.callback-url``, DetailType ``Job Callback``) whose detail names the
+   claim (``claimId``); the pattern's resumer resumes the waiting workflow from it only when the
+   token record carries that claim. The bus's resource policy lets only this handler's role put
+   events on it.
 
 If the event cannot be put, the claim is undone (conditionally on this request's claim id), so
 that the caller's retry is accepted instead of being taken for a replay; the caller gets 503.
 
-Responses: 202 accepted, 400 bad input (bad JSON, bad status, body too large, namespace not
-configured...; the message names the field), 401 missing or stale credentials, 403 wrong secret or
-signature, 404 unknown job, 409 already received, 503 the completion could not be published
-(nothing was recorded: retry).
+Responses: 202 accepted, 400 bad input (bad path, bad JSON, bad status, body too large, namespace
+not configured...; the message names the field), 401 missing or malformed credentials or a stale
+timestamp, 403 not authenticated for a job waiting at this URL, 404 unknown job (HMAC mode only,
+after the signature was verified), 409 already received or completed, 503 an AWS call failed
+(nothing was recorded: retry). No request makes the handler raise (no 502 from API Gateway).
+
+In secret mode an unauthenticated caller cannot tell an unknown job, a job that is not waiting
+yet, a job stored without a secret and a wrong secret apart: all four get the same 403 and body.
 
 Configuration (environment variables set by the ``CallbackUrls`` construct; no secret among them):
 ``TABLE_NAME``, ``EVENT_BUS_NAME``, ``NAMESPACES`` (comma-separated), ``AUTH_MODE`` (``secret`` or
-``hmac``), ``HMAC_SECRET_ARN`` (hmac mode), ``REPLAY_WINDOW_SECONDS``, ``MAX_BODY_BYTES``,
-``HMAC_KEY_CACHE_SECONDS``, ``ACCEPT_EARLY_CALLBACKS``.
+``hmac``), ``HMAC_SECRET_ARN`` (hmac mode, one key) or ``HMAC_SECRET_ARNS`` (hmac mode, a JSON
+object namespace -> secret ARN), ``REPLAY_WINDOW_SECONDS``, ``MAX_BODY_BYTES``,
+``HMAC_KEY_CACHE_SECONDS``, ``ACCEPT_EARLY_CALLBACKS``, ``COMPLETION_TTL_SECONDS``.
 
 Early callbacks (HMAC mode, opt-in with ``ACCEPT_EARLY_CALLBACKS=true``): a third party may call
 back before the workflow stored its token (the early-completion race). The signature proves the
-caller without a record, so such a callback is published anyway (202, ``"early": true``); the
-pattern's resumer records the completion and the wait step proceeds with it. A replay inside the
-window publishes the same signed body again, which the resumer treats as a duplicate event.
-Without the option, and always in secret mode (the secret's hash lives in the token record), a
-callback for a job with no record is answered 404 and changes nothing: the caller retries.
+caller without a record, so the handler writes the completion record itself (``kind =
+completion``, with ``attribute_not_exists(id)``), exactly as the resumer would; the wait step finds
+it when it parks. A second early callback for the same job gets 409. Without the option, and always
+in secret mode (the secret's hash lives in the token record), a callback for a job with no record
+changes nothing: the caller retries.
 
 Standard library and boto3 only (both are in the Lambda runtime).
 """
@@ -49,6 +59,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -66,7 +77,12 @@ EVENT_DETAIL_TYPE = "Job Callback"
 TABLE_KEY = "id"
 KIND_TOKEN = "token"
 KIND_COMPLETION = "completion"
+#: The marker the resumer leaves where it resumed a waiter: the job is done.
+KIND_RESUMED = "resumed"
 SECRET_HASH_ATTRIBUTE = "callbackSecretHash"
+#: The handler's claim on a record, and the detail field of its event that names it.
+CLAIM_ATTRIBUTE = "callbackRequestId"
+CLAIM_ID_FIELD = "claimId"
 SUCCESS, FAILURE = "SUCCEEDED", "FAILED"
 STATUSES = (SUCCESS, FAILURE)
 AUTH_MODES = ("secret", "hmac")
@@ -74,13 +90,19 @@ SECRET_HEADER = "x-callback-secret"
 SIGNATURE_HEADER = "x-signature"
 TIMESTAMP_HEADER = "x-timestamp"
 SIGNATURE_PREFIX = "sha256="
+SIGNATURE_VERSION = "v1"
 BODY_FIELDS = ("status", "output", "error", "cause", "jobId", "namespace")
 MAX_ERROR_CHARS = 256  # SendTaskFailure / SendDurableExecutionCallbackFailure limits
 MAX_CAUSE_CHARS = 32768
 MAX_JOB_ID_CHARS = 512
+DEFAULT_COMPLETION_TTL_SECONDS = 3600
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-JOB_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces
-_HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+JOB_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces (always used with fullmatch)
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+# ASCII only: str.isdigit() and int() also accept '²' and other scripts' digits.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"sha256=([0-9A-Fa-f]{64})")
+_CREDENTIAL = re.compile(r"[\x20-\x7e]{1,1024}")  # an HTTP header value a secret can be: printable ASCII
 
 # Transient AWS errors (throttling, 5xx, timeouts) are retried with backoff by botocore. Short timeouts
 # keep a whole request (at most five calls) well inside the function's 20 s and API Gateway's 29 s.
@@ -88,6 +110,39 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, conn
 
 logger = logging.getLogger("callback_url")
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+
+# --- signing (a copy of cdk_serverless_patterns/callback/signing.py; the contract test keeps them equal) ---
+
+
+def signing_message(timestamp: str, namespace: str, job_id: str, body: bytes) -> bytes:
+    """The bytes a callback's HMAC-SHA256 signature covers (canonical form ``v1``).
+
+    ``"v1\\n" + timestamp + "\\n" + namespace + "\\n" + job_id + "\\n"`` (ASCII) followed by the raw
+    request body, byte for byte. None of the first four parts can contain a newline, so two
+    different requests never share a message.
+    """
+    header = f"{SIGNATURE_VERSION}\n{timestamp}\n{namespace}\n{job_id}\n"
+    return header.encode("ascii") + body
+
+
+def sign_callback(
+    key: str | bytes, *, namespace: str, job_id: str, body: str | bytes, timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers that authenticate a callback to ``POST /callbacks/{namespace}/{job_id}``.
+
+    ``key`` is the HMAC key (a ``str`` is UTF-8 encoded), ``body`` the exact request body (a ``str``
+    is UTF-8 encoded), ``timestamp`` Unix seconds (default: now). Returns ``{"X-Timestamp": ...,
+    "X-Signature": "sha256=<hex>"}``.
+    """
+    raw_key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    raw_body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    stamp = str(int(time.time()) if timestamp is None else int(timestamp))
+    digest = hmac.new(raw_key, signing_message(stamp, namespace, job_id, raw_body), hashlib.sha256).hexdigest()
+    return {"X-Timestamp": stamp, "X-Signature": f"sha256={digest}"}
+
+
+# --- configuration ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -103,28 +158,55 @@ class Settings:
     max_body_bytes: int = 131072
     hmac_key_cache_seconds: int = 300
     accept_early_callbacks: bool = False
+    #: Per-namespace HMAC keys: namespace -> secret ARN (instead of ``hmac_secret_arn``).
+    hmac_secret_arns: Mapping[str, str] = field(default_factory=dict)
+    completion_ttl_seconds: int = DEFAULT_COMPLETION_TTL_SECONDS
+
+    def secret_arn_for(self, namespace: str) -> str | None:
+        """Where the HMAC key of ``namespace`` is."""
+        return self.hmac_secret_arns.get(namespace) or self.hmac_secret_arn
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         missing = [name for name in ("TABLE_NAME", "EVENT_BUS_NAME", "NAMESPACES", "AUTH_MODE") if not env.get(name)]
         auth_mode = env.get("AUTH_MODE", "")
-        if auth_mode == "hmac" and not env.get("HMAC_SECRET_ARN"):
+        per_namespace: dict[str, str] = {}
+        if env.get("HMAC_SECRET_ARNS"):
+            try:
+                parsed = json.loads(env["HMAC_SECRET_ARNS"])
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in parsed.items()
+            ):
+                raise RuntimeError("callback-url handler is misconfigured: HMAC_SECRET_ARNS must be a JSON object")
+            per_namespace = parsed
+        if auth_mode == "hmac" and not env.get("HMAC_SECRET_ARN") and not per_namespace:
             missing.append("HMAC_SECRET_ARN")
         if missing:
             raise RuntimeError(f"callback-url handler is misconfigured: missing environment {', '.join(missing)}")
         if auth_mode not in AUTH_MODES:
             raise RuntimeError(f"callback-url handler is misconfigured: AUTH_MODE {auth_mode!r} not in {AUTH_MODES}")
+        namespaces = frozenset(ns.strip() for ns in env["NAMESPACES"].split(",") if ns.strip())
+        if auth_mode == "hmac" and not env.get("HMAC_SECRET_ARN"):
+            keyless = sorted(namespaces - set(per_namespace))
+            if keyless:
+                raise RuntimeError(
+                    f"callback-url handler is misconfigured: no HMAC key for namespace(s) {', '.join(keyless)}"
+                )
         return cls(
             table_name=env["TABLE_NAME"],
             event_bus_name=env["EVENT_BUS_NAME"],
-            namespaces=frozenset(ns.strip() for ns in env["NAMESPACES"].split(",") if ns.strip()),
+            namespaces=namespaces,
             auth_mode=auth_mode,
             hmac_secret_arn=env.get("HMAC_SECRET_ARN") or None,
             replay_window_seconds=int(env.get("REPLAY_WINDOW_SECONDS", "300")),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", "131072")),
             hmac_key_cache_seconds=int(env.get("HMAC_KEY_CACHE_SECONDS", "300")),
             accept_early_callbacks=auth_mode == "hmac" and env.get("ACCEPT_EARLY_CALLBACKS", "") == "true",
+            hmac_secret_arns=per_namespace,
+            completion_ttl_seconds=int(env.get("COMPLETION_TTL_SECONDS", str(DEFAULT_COMPLETION_TTL_SECONDS))),
         )
 
 
@@ -136,6 +218,11 @@ class Rejected(Exception):
         self.status_code = status_code
         self.code = code
         self.message = message
+
+
+def _not_authenticated() -> Rejected:
+    """Secret mode: one answer for an unknown job, a job not waiting yet, a job without a secret, a wrong secret."""
+    return Rejected(403, "Forbidden", f"header {SECRET_HEADER!r} does not authenticate a job waiting at this URL")
 
 
 @dataclass(frozen=True)
@@ -157,8 +244,7 @@ class CallbackUrlHandler:
     events: Any
     secrets: Any
     clock: Callable[[], float] = time.time
-    _hmac_key: bytes | None = field(default=None, repr=False)
-    _hmac_key_expires: float = 0.0
+    _hmac_keys: dict[str, tuple[bytes, float]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_environment(cls) -> CallbackUrlHandler:
@@ -172,35 +258,11 @@ class CallbackUrlHandler:
 
     # --- the request -------------------------------------------------------------------------
 
-    def handle(self, event: Mapping[str, Any], request_id: str | None = None) -> dict[str, Any]:
-        """Answers one API Gateway proxy event; never raises for anything the caller did."""
-        request_id = request_id or str(uuid.uuid4())
-        log: dict[str, Any] = {"requestId": request_id}
+    def handle(self, event: Any, request_id: str | None = None) -> dict[str, Any]:
+        """Answers one API Gateway proxy event; never raises, whatever the request holds."""
+        log: dict[str, Any] = {"requestId": request_id if isinstance(request_id, str) else str(uuid.uuid4())}
         try:
-            namespace, job_id = self._path(event)
-            log.update(namespace=namespace, jobId=job_id)
-            raw_body = self._raw_body(event)
-            headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
-            if self.settings.auth_mode == "hmac":
-                self._verify_signature(headers, raw_body)
-                found = self._find(namespace, job_id)
-                if found is None and self.settings.accept_early_callbacks:
-                    return self._early(namespace, job_id, raw_body, log)
-                record = self._waiting(found, namespace, job_id)
-            else:
-                presented = headers.get(SECRET_HEADER)
-                if not presented:
-                    raise Rejected(401, "MissingCredentials", f"header {SECRET_HEADER!r} is required")
-                record = self._waiting(self._find(namespace, job_id), namespace, job_id)
-                self._verify_secret(presented, record)
-            self._still_waiting(record)
-            callback = self._callback(raw_body, namespace, job_id)
-            self._claim(namespace, job_id, record, request_id)
-            try:
-                event_id = self._publish(namespace, job_id, callback)
-            except Exception:
-                self._release(namespace, job_id, request_id, log)
-                raise
+            return self._handle(event, log)
         except Rejected as rejected:
             logger.warning(
                 "callback rejected",
@@ -211,18 +273,65 @@ class CallbackUrlHandler:
             logger.error("callback failed on an AWS call", extra={**log, "awsError": _aws_error(error)})
             return _response(
                 503,
-                {
-                    "error": "Unavailable",
-                    "message": "the callback could not be recorded or published; retry later",
-                },
+                {"error": "Unavailable", "message": "the callback could not be recorded or published; retry later"},
             )
+        except Exception as error:  # a bug, never the caller's input (the fuzz tests hold this)
+            logger.exception("callback failed unexpectedly", extra={**log, "errorType": type(error).__name__})
+            return _response(500, {"error": "InternalError", "message": "the callback could not be processed"})
+
+    def _handle(self, event: Any, log: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(event, Mapping):
+            raise Rejected(400, "BadRequest", "the request is not an API Gateway proxy event")
+        namespace, job_id = self._path(event)
+        log.update(namespace=namespace, jobId=job_id)
+        raw_body = self._raw_body(event)
+        headers = _headers(event)
+        if self.settings.auth_mode == "hmac":
+            self._verify_signature(headers, namespace, job_id, raw_body)
+            found = self._find(namespace, job_id)
+            if found is not None and _kind(found) == KIND_RESUMED:
+                raise Rejected(409, "AlreadyCompleted", "this job has already completed")
+            if found is None and self.settings.accept_early_callbacks:
+                return self._early(namespace, job_id, raw_body, log)
+            if found is None or _kind(found) not in (KIND_TOKEN, KIND_COMPLETION):
+                raise Rejected(404, "UnknownJob", f"no job {job_id!r} is waiting in namespace {namespace!r}")
+            record = found
+        else:
+            presented = _credential(headers, SECRET_HEADER)
+            record = self._verify_secret(presented, self._find(namespace, job_id))
+        callback = self._callback_after_state(record, raw_body, namespace, job_id)
+        return self._resume(namespace, job_id, record, callback, log)
+
+    def _callback_after_state(
+        self, record: Mapping[str, Any], raw_body: bytes, namespace: str, job_id: str
+    ) -> Callback:
+        """After authentication (an unauthenticated caller learns nothing about the job's state)."""
+        if _kind(record) == KIND_COMPLETION:
+            raise Rejected(409, "AlreadyCompleted", "this job has already completed")
+        if "callbackReceivedAt" in record:
+            raise Rejected(409, "AlreadyReceived", "a callback for this job was already received")
+        return self._callback(raw_body, namespace, job_id)
+
+    def _resume(
+        self, namespace: str, job_id: str, record: Mapping[str, Any], callback: Callback, log: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Claims the token record with a fresh random claim id and publishes the event naming it."""
+        claim_id = secrets.token_urlsafe(24)
+        self._claim(namespace, job_id, record, claim_id)
+        try:
+            event_id = self._publish(namespace, job_id, callback, claim_id)
+        except Exception:
+            self._release(namespace, job_id, claim_id, log)
+            raise
         logger.info("callback accepted", extra={**log, "status": callback.status, "eventId": event_id})
         return _response(202, {"accepted": True, "namespace": namespace, "jobId": job_id, "status": callback.status})
 
     # --- input ---------------------------------------------------------------------------------
 
     def _path(self, event: Mapping[str, Any]) -> tuple[str, str]:
-        params = event.get("pathParameters") or {}
+        params = event.get("pathParameters")
+        if not isinstance(params, Mapping):
+            params = {}
         namespace, job_id = params.get("namespace"), params.get("jobId")
         if not isinstance(namespace, str) or not namespace:
             raise Rejected(400, "BadRequest", "path parameter 'namespace' is required")
@@ -232,7 +341,7 @@ class CallbackUrlHandler:
                 "BadRequest",
                 f"path parameter 'namespace': {namespace[:64]!r} is not a namespace configured for callbacks",
             )
-        if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+        if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
             raise Rejected(
                 400, "BadRequest", "path parameter 'jobId' must be 1 to 512 printable ASCII characters without spaces"
             )
@@ -253,7 +362,12 @@ class CallbackUrlHandler:
             except (binascii.Error, ValueError):
                 raise Rejected(400, "BadRequest", "body: isBase64Encoded is set but the body is not base64") from None
         else:
-            raw = body.encode("utf-8")
+            if len(body) > self.settings.max_body_bytes:  # each character is at least one byte
+                raise self._too_large()
+            try:
+                raw = body.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Rejected(400, "BadRequest", "body: is not valid Unicode text (a lone surrogate)") from None
         if len(raw) > self.settings.max_body_bytes:
             raise self._too_large()
         return raw
@@ -268,6 +382,11 @@ class CallbackUrlHandler:
             raise Rejected(400, "BadRequest", f"body: not valid JSON ({error.__class__.__name__})") from None
         if not isinstance(body, dict):
             raise Rejected(400, "BadRequest", "body: must be a JSON object")
+        try:
+            # "\ud800" is valid JSON but not Unicode: nothing downstream could encode it.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Rejected(400, "BadRequest", "body: contains a lone surrogate escape (\\ud800-\\udfff)") from None
         unknown = sorted(set(body) - set(BODY_FIELDS))
         if unknown:
             raise Rejected(
@@ -277,25 +396,16 @@ class CallbackUrlHandler:
                 f"accepted: {', '.join(BODY_FIELDS)}",
             )
         status = body.get("status")
-        if status not in STATUSES:
+        if not isinstance(status, str) or status not in STATUSES:
             raise Rejected(400, "BadRequest", f"body.status: must be one of {', '.join(STATUSES)}")
         for name, limit in (("error", MAX_ERROR_CHARS), ("cause", MAX_CAUSE_CHARS)):
             value = body.get(name)
             if value is not None and (not isinstance(value, str) or len(value) > limit):
                 raise Rejected(400, "BadRequest", f"body.{name}: must be a string of at most {limit} characters")
-        if self.settings.auth_mode == "hmac":
-            # The signature covers the body, not the URL: the body must name the job it is for, or a
-            # signed callback for one job could be replayed to another job's URL within the window.
-            if body.get("jobId") != job_id:
-                raise Rejected(403, "Forbidden", "body.jobId: a signed callback must name the job of its URL")
-        elif "jobId" in body and body["jobId"] != job_id:
+        if "jobId" in body and body["jobId"] != job_id:
             raise Rejected(400, "BadRequest", "body.jobId: does not match the job of the URL")
         if "namespace" in body and body["namespace"] != namespace:
-            raise Rejected(
-                403 if self.settings.auth_mode == "hmac" else 400,
-                "Forbidden" if self.settings.auth_mode == "hmac" else "BadRequest",
-                "body.namespace: does not match the namespace of the URL",
-            )
+            raise Rejected(400, "BadRequest", "body.namespace: does not match the namespace of the URL")
         failure_error, failure_cause = body.get("error"), body.get("cause")
         if status == FAILURE:
             failure_error = failure_error or "JobFailed"
@@ -304,23 +414,31 @@ class CallbackUrlHandler:
 
     # --- authentication ------------------------------------------------------------------------
 
-    def _verify_secret(self, presented: str, record: Mapping[str, Any]) -> None:
-        expected = record.get(SECRET_HASH_ATTRIBUTE, {}).get("S")
-        if not isinstance(expected, str) or not _HEX_SHA256.match(expected.lower()):
-            # Never accept a job that was not given a secret: there is nothing to verify against.
-            raise Rejected(403, "Forbidden", "this job does not accept callbacks authenticated with a secret")
-        digest = hashlib.sha256(presented.encode("utf-8")).hexdigest()
-        if not hmac.compare_digest(digest, expected.lower()):
-            raise Rejected(403, "Forbidden", f"header {SECRET_HEADER!r} does not match this job's secret")
+    def _verify_secret(self, presented: str, record: dict[str, Any] | None) -> dict[str, Any]:
+        """The record the secret opens; otherwise the same 403 whatever the reason."""
+        expected = ""
+        if record is not None and _kind(record) in (KIND_TOKEN, KIND_COMPLETION):
+            stored = record.get(SECRET_HASH_ATTRIBUTE)
+            value = stored.get("S") if isinstance(stored, Mapping) else None
+            if isinstance(value, str) and _HEX_SHA256.fullmatch(value.lower()):
+                expected = value.lower()
+        digest = hashlib.sha256(presented.encode("ascii")).hexdigest()
+        # Compared even without a record (against a value no digest equals), so the work is the same.
+        matches = hmac.compare_digest(digest, expected or "-" * 64)
+        if not expected or not matches or record is None:
+            raise _not_authenticated()
+        return record
 
-    def _verify_signature(self, headers: Mapping[str, str], raw_body: bytes) -> None:
+    def _verify_signature(self, headers: Mapping[str, str], namespace: str, job_id: str, raw_body: bytes) -> None:
         signature, timestamp = headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER)
         if not signature or not timestamp:
             raise Rejected(
                 401, "MissingCredentials", f"headers {SIGNATURE_HEADER!r} and {TIMESTAMP_HEADER!r} are required"
             )
-        if not timestamp.isdigit() or len(timestamp) > 12:
-            raise Rejected(401, "BadTimestamp", f"header {TIMESTAMP_HEADER!r} must be Unix epoch seconds")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise Rejected(
+                401, "BadTimestamp", f"header {TIMESTAMP_HEADER!r} must be Unix epoch seconds (ASCII digits)"
+            )
         if abs(self.clock() - int(timestamp)) > self.settings.replay_window_seconds:
             raise Rejected(
                 401,
@@ -328,32 +446,76 @@ class CallbackUrlHandler:
                 f"header {TIMESTAMP_HEADER!r} is outside the replay window of "
                 f"{self.settings.replay_window_seconds} seconds",
             )
-        if not signature.startswith(SIGNATURE_PREFIX):
-            raise Rejected(401, "BadSignature", f"header {SIGNATURE_HEADER!r} must read 'sha256=<hex digest>'")
-        presented = signature[len(SIGNATURE_PREFIX) :].strip().lower()
-        message = timestamp.encode("ascii") + b"." + raw_body
-        expected = hmac.new(self._key(), message, hashlib.sha256).hexdigest()
+        matched = _SIGNATURE.fullmatch(signature.strip())
+        if matched is None:
+            raise Rejected(401, "BadSignature", f"header {SIGNATURE_HEADER!r} must read 'sha256=<64 hex digits>'")
+        presented = matched.group(1).lower()
+        message = signing_message(timestamp, namespace, job_id, raw_body)
+        expected = hmac.new(self._key(namespace), message, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, presented):
             raise Rejected(403, "Forbidden", f"header {SIGNATURE_HEADER!r} does not match the signed request")
 
-    def _key(self) -> bytes:
-        """The HMAC key, from Secrets Manager, cached for ``hmac_key_cache_seconds`` (rotation is picked up)."""
+    def _key(self, namespace: str) -> bytes:
+        """The namespace's HMAC key from Secrets Manager, cached ``hmac_key_cache_seconds`` (rotation is picked up)."""
+        arn = self.settings.secret_arn_for(namespace)
+        if not arn:
+            raise Rejected(403, "Forbidden", f"no HMAC key is configured for namespace {namespace!r}")
         now = self.clock()
-        if self._hmac_key is None or now >= self._hmac_key_expires:
-            value = self.secrets.get_secret_value(SecretId=self.settings.hmac_secret_arn)
+        cached = self._hmac_keys.get(arn)
+        if cached is None or now >= cached[1]:
+            value = self.secrets.get_secret_value(SecretId=arn)
             key = value["SecretString"].encode("utf-8") if "SecretString" in value else bytes(value["SecretBinary"])
             if not key:
-                raise RuntimeError("the HMAC secret is empty")
-            self._hmac_key, self._hmac_key_expires = key, now + self.settings.hmac_key_cache_seconds
-        return self._hmac_key
+                raise ClientError(
+                    {"Error": {"Code": "EmptySecret", "Message": "the HMAC secret is empty"}}, "GetSecretValue"
+                )
+            cached = (key, now + self.settings.hmac_key_cache_seconds)
+            self._hmac_keys[arn] = cached
+        return cached[0]
 
     # --- state -----------------------------------------------------------------------------------
 
-    def _early(self, namespace: str, job_id: str, raw_body: bytes, log: Mapping[str, Any]) -> dict[str, Any]:
-        """A verified callback for a job whose waiter has not stored its token yet: publish it anyway."""
+    def _early(self, namespace: str, job_id: str, raw_body: bytes, log: dict[str, Any]) -> dict[str, Any]:
+        """A verified callback for a job whose waiter has not stored its token yet: record its completion
+        (as the resumer would) for the wait step to take when it parks."""
         callback = self._callback(raw_body, namespace, job_id)
-        event_id = self._publish(namespace, job_id, callback)
-        logger.info("early callback accepted", extra={**log, "status": callback.status, "eventId": event_id})
+        claim_id = secrets.token_urlsafe(24)
+        now = self.clock()
+        created = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        # The event time at EventBridge's precision (whole seconds), as the resumer records it.
+        event_time = datetime.fromtimestamp(int(now), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        detail = _detail(namespace, job_id, callback, claim_id)
+        error = callback.error if callback.error else f"{namespace}.{callback.status}"
+        cause = callback.cause if callback.cause else json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
+        item = {
+            TABLE_KEY: {"S": f"{namespace}#{job_id}"},
+            "kind": {"S": KIND_COMPLETION},
+            "status": {"S": callback.status},
+            "output": {"S": json.dumps(callback.output, separators=(",", ":"), ensure_ascii=False)},
+            "error": {"S": error[:MAX_ERROR_CHARS]},
+            "cause": {"S": cause[:MAX_CAUSE_CHARS]},
+            "createdAt": {"S": created},
+            "eventTime": {"S": event_time},
+            "ttl": {"N": str(int(now) + self.settings.completion_ttl_seconds)},
+            CLAIM_ATTRIBUTE: {"S": claim_id},
+        }
+        try:
+            self.dynamodb.put_item(
+                TableName=self.settings.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error_:
+            if error_.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            record: Any = error_.response.get("Item")
+            if isinstance(record, Mapping) and _kind(record) == KIND_TOKEN:
+                # The waiter parked between our read and our write: resume it the usual way.
+                parked = self._callback_after_state(record, raw_body, namespace, job_id)
+                return self._resume(namespace, job_id, record, parked, log)
+            raise Rejected(409, "AlreadyReceived", "a callback for this job was already received") from None
+        logger.info("early callback recorded", extra={**log, "status": callback.status})
         return _response(
             202, {"accepted": True, "early": True, "namespace": namespace, "jobId": job_id, "status": callback.status}
         )
@@ -364,27 +526,12 @@ class CallbackUrlHandler:
         ).get("Item")
         return item or None
 
-    @staticmethod
-    def _waiting(item: dict[str, Any] | None, namespace: str, job_id: str) -> dict[str, Any]:
-        """The job's record, or 404 (nothing about the record is revealed yet)."""
-        if not item or item.get("kind", {}).get("S") not in (KIND_TOKEN, KIND_COMPLETION):
-            raise Rejected(404, "UnknownJob", f"no job {job_id!r} is waiting in namespace {namespace!r}")
-        return item
-
-    @staticmethod
-    def _still_waiting(record: Mapping[str, Any]) -> None:
-        """After authentication (an unauthenticated caller learns nothing about the job's state)."""
-        if record.get("kind", {}).get("S") == KIND_COMPLETION:
-            raise Rejected(409, "AlreadyCompleted", "this job has already completed")
-        if "callbackReceivedAt" in record:
-            raise Rejected(409, "AlreadyReceived", "a callback for this job was already received")
-
-    def _claim(self, namespace: str, job_id: str, record: Mapping[str, Any], request_id: str) -> None:
+    def _claim(self, namespace: str, job_id: str, record: Mapping[str, Any], claim_id: str) -> None:
         """Marks the record used, unless a concurrent or earlier callback did (or the record changed)."""
         condition = "attribute_exists(id) AND #kind = :token AND attribute_not_exists(callbackReceivedAt)"
         values: dict[str, Any] = {
             ":now": {"S": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")},
-            ":rid": {"S": request_id},
+            ":claim": {"S": claim_id},
             ":token": {"S": KIND_TOKEN},
         }
         if self.settings.auth_mode == "secret":
@@ -395,7 +542,7 @@ class CallbackUrlHandler:
             self.dynamodb.update_item(
                 TableName=self.settings.table_name,
                 Key={TABLE_KEY: {"S": f"{namespace}#{job_id}"}},
-                UpdateExpression="SET callbackReceivedAt = :now, callbackRequestId = :rid",
+                UpdateExpression=f"SET callbackReceivedAt = :now, {CLAIM_ATTRIBUTE} = :claim",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#kind": "kind"},
                 ExpressionAttributeValues=values,
@@ -405,38 +552,33 @@ class CallbackUrlHandler:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             if not error.response.get("Item"):
+                # Authenticated: the record was resumed or expired between our read and our claim.
                 raise Rejected(404, "UnknownJob", f"no job {job_id!r} is waiting in namespace {namespace!r}") from None
             raise Rejected(409, "AlreadyReceived", "a callback for this job was already received") from None
 
-    def _release(self, namespace: str, job_id: str, request_id: str, log: Mapping[str, Any]) -> None:
+    def _release(self, namespace: str, job_id: str, claim_id: str, log: Mapping[str, Any]) -> None:
         """Undoes this request's claim after a failed publish, so that the caller's retry is accepted."""
         try:
             self.dynamodb.update_item(
                 TableName=self.settings.table_name,
                 Key={TABLE_KEY: {"S": f"{namespace}#{job_id}"}},
-                UpdateExpression="REMOVE callbackReceivedAt, callbackRequestId",
-                ConditionExpression="callbackRequestId = :rid",
-                ExpressionAttributeValues={":rid": {"S": request_id}},
+                UpdateExpression=f"REMOVE callbackReceivedAt, {CLAIM_ATTRIBUTE}",
+                ConditionExpression=f"{CLAIM_ATTRIBUTE} = :claim",
+                ExpressionAttributeValues={":claim": {"S": claim_id}},
             )
         except (ClientError, BotoCoreError) as error:
             # The record stays claimed: the workflow's own timeout still ends the wait.
             logger.error("could not release the callback claim", extra={**log, "awsError": _aws_error(error)})
 
-    def _publish(self, namespace: str, job_id: str, callback: Callback) -> str:
-        detail = {
-            "namespace": namespace,
-            "jobId": job_id,
-            "status": callback.status,
-            "output": callback.output,
-            "error": callback.error,
-            "cause": callback.cause,
-        }
+    def _publish(self, namespace: str, job_id: str, callback: Callback, claim_id: str) -> str:
         result = self.events.put_events(
             Entries=[
                 {
                     "Source": EVENT_SOURCE,
                     "DetailType": EVENT_DETAIL_TYPE,
-                    "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+                    "Detail": json.dumps(
+                        _detail(namespace, job_id, callback, claim_id), separators=(",", ":"), ensure_ascii=False
+                    ),
                     "EventBusName": self.settings.event_bus_name,
                 }
             ]
@@ -452,6 +594,41 @@ class PublishFailed(ClientError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__({"Error": {"Code": code, "Message": message}}, "PutEvents")
+
+
+def _detail(namespace: str, job_id: str, callback: Callback, claim_id: str) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "jobId": job_id,
+        "status": callback.status,
+        "output": callback.output,
+        "error": callback.error,
+        "cause": callback.cause,
+        CLAIM_ID_FIELD: claim_id,
+    }
+
+
+def _kind(record: Mapping[str, Any]) -> str | None:
+    kind = record.get("kind")
+    value = kind.get("S") if isinstance(kind, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _headers(event: Mapping[str, Any]) -> dict[str, str]:
+    """Header names lower-cased (HTTP names are case-insensitive); anything but text is dropped."""
+    headers = event.get("headers")
+    if not isinstance(headers, Mapping):
+        return {}
+    return {k.lower(): v for k, v in headers.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _credential(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name)
+    if not value:
+        raise Rejected(401, "MissingCredentials", f"header {name!r} is required")
+    if not _CREDENTIAL.fullmatch(value):
+        raise Rejected(401, "MalformedCredentials", f"header {name!r} must be 1 to 1024 printable ASCII characters")
+    return value
 
 
 def _reject_constant(name: str) -> Any:

@@ -9,6 +9,8 @@ import pytest
 
 #: Namespaces and job sources of the flow stack.
 PARTNER_PATTERN = {"source": ["com.example.partner"], "detail-type": ["Partner Job Finished"]}
+COMPUTED_PATTERN = {"source": ["com.example.computed"], "detail-type": ["Computed Job Finished"]}
+WORKFLOWS = ("TranslateFlow", "PartnerFlow", "ShortFlow", "UrlFlow", "BdaFlow", "DmsFlow", "BigFlow", "ComputedFlow")
 
 
 def build_flow_app() -> tuple[Any, dict[str, Any]]:
@@ -41,11 +43,25 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     pattern.add_job_source(bedrock)
     pattern.add_job_source(dms)
 
+    # Computed statuses (status_expression over the event $e) and short error names per status.
+    computed = JobSource(
+        namespace="computed",
+        event_pattern=COMPUTED_PATTERN,
+        job_id_path="$.detail.id",
+        status_path="$.detail.ok",
+        status_expression="$e.detail.ok = true ? 'OK' : 'BAD:' & $e.detail.why",
+        success_statuses=["OK"],
+        failure_statuses=["BAD:disk", "BAD:net"],
+        error_names={"BAD:disk": "Computed.DiskFull"},
+        error_path="$.detail.code",
+    )
+    pattern.add_job_source(computed)
+
     pattern.enable_callback_urls(namespaces=["vendor"])
     gate = sqs.Queue(stack, "Gate")
 
     def workflow(
-        name: str, source: JobSource | str, timeout: cdk.Duration, secret_path: str | None = None
+        name: str, source: JobSource | str, timeout: cdk.Duration, secret_path: str | None = None, tag: bool = True
     ) -> sfn.StateMachine:
         start = sfn.Pass(
             stack,
@@ -79,10 +95,12 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
             callback_secret_path=secret_path,
         )
         wait.add_catch(sfn.Pass(stack, f"{name} job failed"), errors=["States.ALL"], result_path="$.error")
-        tag = sfn.Pass(stack, f"{name} tag outputs", parameters={"tagged.$": "$.job"}, result_path="$.tags")
-        machine = sfn.StateMachine(
-            stack, name, definition_body=sfn.DefinitionBody.from_chainable(start.next(gap).next(wait).next(tag))
-        )
+        chain = start.next(gap).next(wait)
+        if tag:
+            chain = chain.next(
+                sfn.Pass(stack, f"{name} tag outputs", parameters={"tagged.$": "$.job"}, result_path="$.tags")
+            )
+        machine = sfn.StateMachine(stack, name, definition_body=sfn.DefinitionBody.from_chainable(chain))
         pattern.grant_wait(machine)
         return machine
 
@@ -92,6 +110,9 @@ def build_flow_app() -> tuple[Any, dict[str, Any]]:
     workflow("UrlFlow", "vendor", cdk.Duration.minutes(5), secret_path="$.started.secret")
     workflow("BdaFlow", bedrock, cdk.Duration.minutes(5))
     workflow("DmsFlow", dms, cdk.Duration.minutes(5))
+    # Large outputs: no state after the wait copies the output (its state keeps under 256 KiB).
+    workflow("BigFlow", partner, cdk.Duration.minutes(5), tag=False)
+    workflow("ComputedFlow", computed, cdk.Duration.minutes(5))
     template = app.synth().get_stack_by_name("CallbackFlows").template
     return app, template
 
@@ -124,10 +145,9 @@ class Flows:
         machine = "AWS::StepFunctions::StateMachine"
         self.resumer = deployment.arn(deployment.find(template, machine, "CallbackResumer"))
         self.table = deployment.ref(deployment.find(template, "AWS::DynamoDB::Table"))
-        self.workflows = {
-            name: deployment.arn(deployment.find(template, machine, name))
-            for name in ("TranslateFlow", "PartnerFlow", "ShortFlow", "UrlFlow", "BdaFlow", "DmsFlow")
-        }
+        self.dead_letter_queue = deployment.ref(deployment.find(template, "AWS::SQS::Queue", "CallbackDeadLetterQueue"))
+        self.callback_bus = deployment.ref(deployment.find(template, "AWS::Events::EventBus"))
+        self.workflows = {name: deployment.arn(deployment.find(template, machine, name)) for name in WORKFLOWS}
         self._count = 0
 
     def start(self, workflow: str, job_id: str, hold: bool = False, **extra: str) -> str:
@@ -159,7 +179,12 @@ class Flows:
         raise AssertionError(f"workflow for {job_id} never reached its gate")
 
     def items(self) -> dict[str, dict[str, Any]]:
-        return {item["id"]["S"]: item for item in self.dynamodb.scan(TableName=self.table)["Items"]}
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table)
+        return {item["id"]["S"]: item for page in pages for item in page["Items"]}
+
+    def tokens(self) -> dict[str, dict[str, Any]]:
+        """The parked waiters' token records (not completions, not "resumed" markers)."""
+        return {key: item for key, item in self.items().items() if item["kind"]["S"] == "token"}
 
     def wait_for_item(self, record_id: str, kind: str = "token", timeout: float = 30) -> dict[str, Any]:
         import time
@@ -206,7 +231,8 @@ class Flows:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self.sfn.list_executions(stateMachineArn=self.resumer)["executions"]
+            pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.resumer)
+            runs = [run for page in pages for run in page["executions"]]
             finished = [r for r in runs if r["status"] != "RUNNING"]
             if len(runs) >= expected and len(finished) == len(runs):
                 described = [self.sfn.describe_execution(executionArn=r["executionArn"]) for r in runs]

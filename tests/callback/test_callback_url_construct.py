@@ -14,7 +14,6 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -57,23 +56,24 @@ class Built:
             default_stack,
             "Callbacks",
             table=_table(default_stack),
-            event_bus=events.EventBus(default_stack, "Bus"),
             namespaces=["translate", "vendor"],
         )
 
         stack = cdk.Stack(app, CONFIGURED, env=env)
         table_key = kms.Key(stack, "TableKey", enable_key_rotation=True)
         self.hmac_key = secretsmanager.Secret(stack, "HmacKey", description="HMAC key shared with the vendor")
-        acknowledge(self.hmac_key, "the test's vendor key is rotated by hand with the vendor", "AwsSolutions-SMG4")
+        self.partner_key = secretsmanager.Secret(stack, "PartnerKey", description="HMAC key shared with the partner")
+        for key in (self.hmac_key, self.partner_key):
+            acknowledge(key, "the test's vendor key is rotated by hand with the vendor", "AwsSolutions-SMG4")
         self.configured = CallbackUrls(
             stack,
             "Callbacks",
             table=_table(stack, table_key),
-            event_bus=events.EventBus(stack, "Bus"),
-            namespaces=["vendor"],
+            namespaces=["vendor", "partner"],
             auth="hmac",
-            hmac_secret=self.hmac_key,
+            hmac_secrets={"vendor": self.hmac_key, "partner": self.partner_key},
             accept_early_callbacks=True,
+            completion_ttl=cdk.Duration.hours(2),
             replay_window=cdk.Duration.minutes(2),
             max_body_size=4096,
             stage_name="live",
@@ -169,7 +169,7 @@ def test_body_model_rejects_bad_status_and_unknown_fields(built: Built) -> None:
     assert schema["additionalProperties"] is False
     assert schema["properties"]["error"]["maxLength"] == 256
     [hmac_model] = resources(built, CONFIGURED, "AWS::ApiGateway::Model").values()
-    assert hmac_model["Properties"]["Schema"]["required"] == ["status", "jobId"]
+    assert hmac_model["Properties"]["Schema"]["required"] == ["status"]  # the signature covers the URL's job id
 
 
 def test_stage_traces_throttles_and_logs_access_as_json_without_request_data(built: Built) -> None:
@@ -252,10 +252,14 @@ def test_handler_is_configured_by_environment_without_any_secret(built: Built) -
     env = configured["Properties"]["Environment"]["Variables"]
     assert (env["AUTH_MODE"], env["REPLAY_WINDOW_SECONDS"], env["MAX_BODY_BYTES"]) == ("hmac", "120", "4096")
     assert env["ACCEPT_EARLY_CALLBACKS"] == "true"
-    # the key's location, never the key: a Ref to the secret resource is its ARN
-    [secret_id] = resources(built, CONFIGURED, "AWS::SecretsManager::Secret")
-    assert env["HMAC_SECRET_ARN"] == {"Ref": secret_id}
-    assert all(isinstance(v, str) or set(v) <= {"Ref", "Fn::GetAtt"} for v in env.values())
+    assert env["COMPLETION_TTL_SECONDS"] == "7200"
+    # the keys' locations, never the keys: a Ref to a secret resource is its ARN
+    secret_ids = sorted(resources(built, CONFIGURED, "AWS::SecretsManager::Secret"))
+    assert "HMAC_SECRET_ARN" not in env
+    rendered = json.dumps(env["HMAC_SECRET_ARNS"])
+    assert all(json.dumps({"Ref": secret_id}) in rendered for secret_id in secret_ids)
+    assert '\\"partner\\":' in rendered and '\\"vendor\\":' in rendered
+    assert all(isinstance(v, str) or set(v) <= {"Ref", "Fn::GetAtt", "Fn::Join"} for v in env.values())
 
 
 def test_environment_the_construct_sets_is_what_the_handler_reads(built: Built) -> None:
@@ -269,6 +273,8 @@ def test_environment_the_construct_sets_is_what_the_handler_reads(built: Built) 
             name: value if isinstance(value, str) else f"resolved-{name.lower()}"
             for name, value in function["Properties"]["Environment"]["Variables"].items()
         }
+        if "HMAC_SECRET_ARNS" in env:  # a JSON object of secret ARNs, tokens until deployed
+            env["HMAC_SECRET_ARNS"] = json.dumps({ns: f"arn-of-{ns}" for ns in env["NAMESPACES"].split(",")})
         settings = callback_url_handler.Settings.from_environment(env)
         assert settings.namespaces == frozenset(env["NAMESPACES"].split(","))
         assert settings.auth_mode == env["AUTH_MODE"]
@@ -302,11 +308,18 @@ def test_handler_may_only_read_and_claim_records_of_its_namespaces_and_put_on_it
     }
 
 
-def test_hmac_handler_may_read_that_secret_only_and_use_the_table_key(built: Built) -> None:
+def test_early_callbacks_add_put_item_on_the_same_namespace_keys_only(built: Built) -> None:
+    [dynamo] = [s for s in handler_policy(built, CONFIGURED) if "dynamodb:GetItem" in json.dumps(s["Action"])]
+    assert dynamo["Action"] == ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"]
+    assert dynamo["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["vendor#*", "partner#*"]}}
+
+
+def test_hmac_handler_may_read_those_secrets_only_and_use_the_table_key(built: Built) -> None:
     statements = handler_policy(built, CONFIGURED)
-    [secret_id] = resources(built, CONFIGURED, "AWS::SecretsManager::Secret")
+    secret_ids = resources(built, CONFIGURED, "AWS::SecretsManager::Secret")
     [secret] = [s for s in statements if "secretsmanager" in json.dumps(s["Action"])]
-    assert (secret["Action"], secret["Resource"]) == ("secretsmanager:GetSecretValue", {"Ref": secret_id})
+    assert secret["Action"] == "secretsmanager:GetSecretValue"
+    assert sorted(json.dumps(r) for r in secret["Resource"]) == sorted(json.dumps({"Ref": i}) for i in secret_ids)
     kms_actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert {"kms:Decrypt", "kms:Encrypt"} <= kms_actions  # the table's customer-managed key (and the secret's)
     assert not any(s["Resource"] == "*" for s in statements if "xray" not in json.dumps(s["Action"]))
@@ -317,6 +330,52 @@ def test_no_iam_statement_grants_a_wildcard_action(built: Built) -> None:
         for statement in handler_policy(built, stack):
             actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
             assert not any(a.endswith(":*") or a == "*" for a in actions)
+
+
+# --- the callback bus: only the handler puts events on it -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", [DEFAULT, CONFIGURED])
+def test_the_bus_denies_put_events_to_every_principal_but_the_handlers_role(built: Built, stack: str) -> None:
+    [bus_id] = resources(built, stack, "AWS::Events::EventBus")
+    [policy] = resources(built, stack, "AWS::Events::EventBusPolicy").values()
+    props = policy["Properties"]
+    assert props["EventBusName"] == {"Ref": bus_id}
+    assert props["StatementId"] == "cdk-OnlyTheCallbackHandlerPutsEvents"  # CDK prefixes the statement id
+    [function] = resources(built, stack, "AWS::Lambda::Function").values()
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert props["Statement"] == {
+        "Sid": "cdk-OnlyTheCallbackHandlerPutsEvents",
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "events:PutEvents",
+        "Resource": {"Fn::GetAtt": [bus_id, "Arn"]},
+        "Condition": {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": [role_id, "Arn"]}}},
+    }
+    # The handler puts on that bus, by name.
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env["EVENT_BUS_NAME"] == {"Ref": bus_id}
+
+
+def test_per_namespace_keys_need_a_key_for_every_namespace_and_no_other() -> None:
+    stack = cdk.Stack()
+    key = secretsmanager.Secret(stack, "Key")
+    with pytest.raises(PropError) as raised:
+        CallbackUrls(
+            stack,
+            "Callbacks",
+            table=_table(stack),
+            namespaces=["a", "b"],
+            auth="hmac",
+            hmac_secrets={"a": key, "c": key},
+        )
+    problems = "\n".join(raised.value.problems)
+    assert "hmac_secrets: no key for namespace(s) 'b'" in problems
+    assert "hmac_secrets: 'c' not among namespaces" in problems
+    with pytest.raises(PropError, match="hmac_secrets: cannot be combined with hmac_secret"):
+        _build(namespaces=["a"], auth="hmac", hmac_secret=key, hmac_secrets={"a": key})
+    with pytest.raises(PropError, match='hmac_secrets: is only used with auth="hmac"'):
+        _build(namespaces=["a"], hmac_secrets={"a": key})
 
 
 # --- properties ------------------------------------------------------------------------------------------
@@ -332,7 +391,9 @@ def test_resources_are_exposed(built: Built) -> None:
     assert urls.url_for("vendor").endswith("callbacks/vendor/")
     with pytest.raises(ValueError, match="'other' is not one of translate, vendor"):
         urls.url_for("other")
-    assert built.configured.hmac_secret is built.hmac_key
+    assert built.configured.hmac_secret is None
+    assert built.configured.hmac_secrets == {"vendor": built.hmac_key, "partner": built.partner_key}
+    assert urls.event_bus.node.id == "Bus" and cdk.Token.is_unresolved(urls.event_bus.event_bus_name)
 
 
 # --- props validation --------------------------------------------------------------------------------------
@@ -342,7 +403,6 @@ def _build(**props: Any) -> CallbackUrls:
     stack = cdk.Stack()
     options: dict[str, Any] = {
         "table": _table(stack),
-        "event_bus": events.EventBus(stack, "Bus"),
         "namespaces": ["translate"],
         **props,
     }
@@ -366,8 +426,8 @@ def test_every_problem_is_reported_in_one_error() -> None:
     for expected in (
         "namespaces: 'bad#ns'",
         "namespaces: 'ok' listed more than once",
-        'hmac_secret: is required with auth="hmac"',
-        "replay_window: must be between 30 seconds and 1 hours",
+        'hmac_secret: is required with auth="hmac" (or hmac_secrets)',
+        "replay_window: must be between 30 seconds and 1 hour,",
         "max_body_size: must be between 1 and 204800 bytes",
         "stage_name:",
         "throttling_rate_limit:",
@@ -388,6 +448,7 @@ def test_every_problem_is_reported_in_one_error() -> None:
         ({"hmac_secret": "set"}, 'hmac_secret: is only used with auth="hmac"'),
         ({"accept_early_callbacks": True}, 'accept_early_callbacks: needs auth="hmac"'),
         ({"replay_window": cdk.Duration.hours(2)}, "replay_window: must be between"),
+        ({"completion_ttl": cdk.Duration.seconds(5)}, "completion_ttl: must be between"),
         ({"max_body_size": 0}, "max_body_size:"),
         ({"allowed_source_cidrs": []}, "allowed_source_cidrs: must not be empty"),
         ({"domain_name": "cb.example.com"}, "certificate: domain_name and certificate go together"),
@@ -410,7 +471,7 @@ def test_each_bad_prop_is_named(props: dict[str, Any], message: str) -> None:
         CallbackUrls(
             stack,
             "Callbacks",
-            **{"table": _table(stack), "event_bus": events.EventBus(stack, "Bus"), "namespaces": ["a"], **options},
+            **{"table": _table(stack), "namespaces": ["a"], **options},
         )
     assert any(problem.startswith(message) for problem in raised.value.problems), raised.value.problems
 
@@ -430,7 +491,6 @@ def _build_in(stack: cdk.Stack, **props: Any) -> CallbackUrls:
         stack,
         "Callbacks",
         table=_table(stack),
-        event_bus=events.EventBus(stack, "Bus"),
         namespaces=["translate"],
         **props,
     )

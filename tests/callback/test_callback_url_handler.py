@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
@@ -132,10 +132,15 @@ def request(namespace: str, job_id: str, body: Any, headers: dict[str, str] | No
     }
 
 
-def signed(body: Any, *, key: str = HMAC_KEY, timestamp: float = NOW) -> tuple[str, dict[str, str]]:
-    raw = json.dumps(body)
+def signed(
+    body: Any, *, key: str = HMAC_KEY, timestamp: float = NOW, namespace: str = "vendor", job_id: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """The body as sent and its signature headers, computed here from the documented canonical form."""
+    raw = body if isinstance(body, str) else json.dumps(body)
+    job = job_id if job_id is not None else body["jobId"]
     ts = str(int(timestamp))
-    digest = hmac.new(key.encode(), f"{ts}.{raw}".encode(), hashlib.sha256).hexdigest()
+    message = f"v1\n{ts}\n{namespace}\n{job}\n".encode() + raw.encode()
+    digest = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
     return raw, {"X-Signature": f"sha256={digest}", "X-Timestamp": ts}
 
 
@@ -161,6 +166,7 @@ def test_valid_secret_resumes_through_exactly_one_event_and_marks_the_record(wor
     assert len(events) == 1
     assert events[0]["source"] == "cdk-serverless-patterns.callback-url"
     assert events[0]["detail-type"] == "Job Callback"
+    claim = events[0]["detail"].pop("claimId")
     assert events[0]["detail"] == {
         "namespace": "translate",
         "jobId": "job-1",
@@ -172,6 +178,9 @@ def test_valid_secret_resumes_through_exactly_one_event_and_marks_the_record(wor
     record = world.record("translate", "job-1")
     assert record is not None and "callbackReceivedAt" in record
     assert record["taskToken"] == {"S": "token-for-job-1"}  # the resumer still finds its token
+    # The event names the claim the handler wrote (the resumer resumes only a record carrying it):
+    # a random id of at least 192 bits, never the caller's or Lambda's request id.
+    assert record["callbackRequestId"] == {"S": claim} and len(claim) >= 32
 
 
 def test_failure_callback_carries_error_and_cause(world: World) -> None:
@@ -325,10 +334,53 @@ def test_missing_or_malformed_signature_headers_are_unauthorized(world: World, h
 def test_signed_callback_of_one_job_cannot_be_replayed_to_another_job(world: World) -> None:
     world.put_token("vendor", "job-a", secret=None)
     world.put_token("vendor", "job-b", secret=None)
-    raw, headers = signed({**OK_BODY, "jobId": "job-a"})
+    raw, headers = signed(OK_BODY, job_id="job-a")  # the body does not even name its job
     status, body = answer(make_handler(world, "hmac").handle(request("vendor", "job-b", raw, headers)))
-    assert status == 403 and "body.jobId" in body["message"]
+    assert (status, body["error"]) == (403, "Forbidden") and "X-Signature".lower() in body["message"].lower()
     assert_nothing_changed(world, "vendor", "job-b")
+
+
+def test_signed_callback_of_one_namespace_cannot_be_replayed_to_another_namespace(world: World) -> None:
+    world.put_token("vendor", "job-a", secret=None)
+    world.put_token("translate", "job-a", secret=None)
+    raw, headers = signed(OK_BODY, namespace="vendor", job_id="job-a")
+    handler = make_handler(world, "hmac")
+    assert handler.handle(request("translate", "job-a", raw, headers))["statusCode"] == 403
+    assert_nothing_changed(world, "translate", "job-a")
+    assert handler.handle(request("vendor", "job-a", raw, headers))["statusCode"] == 202  # where it was signed for
+
+
+def test_per_namespace_keys_sign_only_their_namespace(world: World) -> None:
+    vendor_arn = world.secrets.create_secret(Name="vendor-key", SecretString="vendor-only-key")["ARN"]
+    translate_arn = world.secrets.create_secret(Name="translate-key", SecretString="translate-only-key")["ARN"]
+    handler = make_handler(
+        world, "hmac", hmac_secret_arn=None, hmac_secret_arns={"vendor": vendor_arn, "translate": translate_arn}
+    )
+    world.put_token("vendor", "j", secret=None)
+    world.put_token("translate", "j", secret=None)
+    raw, headers = signed(OK_BODY, key="vendor-only-key", namespace="translate", job_id="j")
+    assert handler.handle(request("translate", "j", raw, headers))["statusCode"] == 403  # the vendor's key
+    assert_nothing_changed(world, "translate", "j")
+    raw, headers = signed(OK_BODY, key="translate-only-key", namespace="translate", job_id="j")
+    assert handler.handle(request("translate", "j", raw, headers))["statusCode"] == 202
+    raw, headers = signed(OK_BODY, key="vendor-only-key", namespace="vendor", job_id="j")
+    assert handler.handle(request("vendor", "j", raw, headers))["statusCode"] == 202
+
+
+def test_per_namespace_keys_are_read_from_the_environment() -> None:
+    env = {
+        "TABLE_NAME": "t",
+        "EVENT_BUS_NAME": "b",
+        "NAMESPACES": "a,b",
+        "AUTH_MODE": "hmac",
+        "HMAC_SECRET_ARNS": json.dumps({"a": "arn-a", "b": "arn-b"}),
+    }
+    settings = cbh.Settings.from_environment(env)
+    assert (settings.secret_arn_for("a"), settings.secret_arn_for("b")) == ("arn-a", "arn-b")
+    with pytest.raises(RuntimeError, match="no HMAC key for namespace"):
+        cbh.Settings.from_environment({**env, "HMAC_SECRET_ARNS": json.dumps({"a": "arn-a"})})
+    with pytest.raises(RuntimeError, match="HMAC_SECRET_ARNS must be a JSON object"):
+        cbh.Settings.from_environment({**env, "HMAC_SECRET_ARNS": "[1]"})
 
 
 # --- replays ---------------------------------------------------------------------------------------
@@ -392,23 +444,136 @@ def test_signed_callback_after_the_job_completed_is_a_conflict(world: World) -> 
     assert world.delivered() == []
 
 
+def test_signed_callback_after_the_resumer_left_its_marker_is_a_conflict_and_plants_nothing(world: World) -> None:
+    """The resumer replaces a resumed token with a ``resumed`` marker: a late signed callback, even
+    with early callbacks on, must not become a completion a later waiter would take."""
+    marker = {"id": {"S": "vendor#done"}, "kind": {"S": "resumed"}, "result": {"S": "RESUMED"}}
+    world.dynamodb.put_item(TableName=TABLE, Item=marker)
+    raw, headers = signed({**OK_BODY, "jobId": "done"})
+    for handler in (make_handler(world, "hmac"), make_handler(world, "hmac", accept_early_callbacks=True)):
+        status, body = answer(handler.handle(request("vendor", "done", raw, headers)))
+        assert (status, body["error"]) == (409, "AlreadyCompleted")
+    assert world.record("vendor", "done") == marker
+    assert world.delivered() == []
+
+
 def test_used_state_is_not_revealed_to_an_unauthenticated_caller(world: World) -> None:
     world.put_token("translate", "used", callbackReceivedAt={"S": "2026-11-24T07:00:00Z"})
     event = request("translate", "used", OK_BODY, {"X-Callback-Secret": "guess"})
     assert make_handler(world).handle(event)["statusCode"] == 403
 
 
+def test_secret_mode_answers_alike_for_unknown_job_wrong_secret_no_secret_and_finished_job(world: World) -> None:
+    """What the docs promise: without the job's secret, a caller learns nothing about the job."""
+    world.put_token("translate", "waiting")  # a job with a secret: the caller guesses wrong
+    world.put_token("translate", "no-secret", secret=None)  # a job stored without a secret
+    completion = {"id": {"S": "translate#finished"}, "kind": {"S": "completion"}, "status": {"S": "SUCCEEDED"}}
+    world.dynamodb.put_item(TableName=TABLE, Item=completion)  # a job whose completion is recorded
+    handler = make_handler(world)
+    answers = {
+        job: answer(handler.handle(request("translate", job, OK_BODY, {"X-Callback-Secret": "guess"})))
+        for job in ("waiting", "no-secret", "finished", "unknown")  # "unknown": no job, or not waiting yet
+    }
+    assert len({json.dumps(a) for a in answers.values()}) == 1, answers
+    assert answers["unknown"][0] == 403
+    assert world.delivered() == []
+    assert world.record("translate", "unknown") is None
+
+
 # --- early callbacks (HMAC, opt-in): the third party is faster than the wait step ----------------------
 
 
-def test_signed_callback_before_the_token_is_published_when_early_callbacks_are_accepted(world: World) -> None:
-    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+def test_signed_callback_before_the_token_is_recorded_as_the_jobs_completion(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True, completion_ttl_seconds=600)
     raw, headers = signed({**OK_BODY, "jobId": "fast"})
     status, body = answer(handler.handle(request("vendor", "fast", raw, headers)))
     assert (status, body["early"]) == (202, True)
-    [event] = world.delivered()  # the resumer will record the completion for the wait step
-    assert (event["detail"]["jobId"], event["detail"]["status"]) == ("fast", "SUCCEEDED")
-    assert world.record("vendor", "fast") is None  # the handler itself writes nothing
+    assert world.delivered() == []  # no event: the handler wrote what the resumer would have
+    record = world.record("vendor", "fast")
+    assert record is not None
+    claim = record.pop("callbackRequestId")["S"]
+    assert len(claim) >= 32
+    stamp = "2026-09-21T14:13:20.000Z"  # NOW
+    assert record == {
+        "id": {"S": "vendor#fast"},
+        "kind": {"S": "completion"},
+        "status": {"S": "SUCCEEDED"},
+        "output": {"S": json.dumps(OK_BODY["output"], separators=(",", ":"))},
+        "error": {"S": "vendor.SUCCEEDED"},
+        "cause": {
+            "S": json.dumps(
+                {
+                    "namespace": "vendor",
+                    "jobId": "fast",
+                    "status": "SUCCEEDED",
+                    "output": OK_BODY["output"],
+                    "error": None,
+                    "cause": None,
+                    "claimId": claim,
+                },
+                separators=(",", ":"),
+            )
+        },
+        "createdAt": {"S": stamp},
+        "eventTime": {"S": stamp},
+        "ttl": {"N": str(int(NOW) + 600)},
+    }
+
+
+def test_a_failed_early_callback_records_its_error_and_cause(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({"status": "FAILED", "error": "Vendor.Rejected", "cause": "unreadable"}, job_id="bad")
+    assert handler.handle(request("vendor", "bad", raw, headers))["statusCode"] == 202
+    record = world.record("vendor", "bad") or {}
+    assert (record["status"], record["error"], record["cause"], record["output"]) == (
+        {"S": "FAILED"},
+        {"S": "Vendor.Rejected"},
+        {"S": "unreadable"},
+        {"S": "null"},
+    )
+
+
+def test_a_second_early_callback_is_a_conflict_and_changes_nothing(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({**OK_BODY, "jobId": "fast"})
+    assert handler.handle(request("vendor", "fast", raw, headers))["statusCode"] == 202
+    first = world.record("vendor", "fast")
+    other, other_headers = signed({"status": "FAILED", "jobId": "fast"})
+    status, body = answer(handler.handle(request("vendor", "fast", other, other_headers)))
+    assert (status, body["error"]) == (409, "AlreadyCompleted")
+    assert world.record("vendor", "fast") == first
+    assert world.delivered() == []
+
+
+def test_concurrent_early_callbacks_write_one_completion(world: World) -> None:
+    """Both read no record; only the conditional PutItem decides."""
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({**OK_BODY, "jobId": "fast"})
+    world.dynamodb.get_item = lambda **kwargs: {}  # both requests read before either wrote
+    try:
+        assert handler.handle(request("vendor", "fast", raw, headers))["statusCode"] == 202
+        first = _all_items(world)
+        status, body = answer(handler.handle(request("vendor", "fast", raw, headers)))
+    finally:
+        del world.dynamodb.get_item
+    assert (status, body["error"]) == (409, "AlreadyReceived")
+    assert _all_items(world) == first and first[0]["kind"] == {"S": "completion"}
+
+
+def test_a_waiter_parking_between_the_read_and_the_early_write_is_resumed_normally(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed({**OK_BODY, "jobId": "racy"})
+    world.put_token("vendor", "racy", secret=None)
+    world.dynamodb.get_item = lambda **kwargs: {}  # the handler read before the waiter parked
+    try:
+        status, body = answer(handler.handle(request("vendor", "racy", raw, headers)))
+    finally:
+        del world.dynamodb.get_item
+    assert status == 202 and "early" not in body
+    record = world.record("vendor", "racy") or {}
+    assert record["kind"] == {"S": "token"} and "callbackReceivedAt" in record
+    [event] = world.delivered()
+    assert event["detail"]["claimId"] == record["callbackRequestId"]["S"]
 
 
 def test_early_callbacks_still_need_a_valid_signature(world: World) -> None:
@@ -418,6 +583,7 @@ def test_early_callbacks_still_need_a_valid_signature(world: World) -> None:
     stale_raw, stale = signed({**OK_BODY, "jobId": "fast"}, timestamp=NOW - 3600)
     assert handler.handle(request("vendor", "fast", stale_raw, stale))["statusCode"] == 401
     assert world.delivered() == []
+    assert world.record("vendor", "fast") is None
 
 
 def test_with_early_callbacks_a_parked_job_is_still_claimed_once(world: World) -> None:
@@ -440,11 +606,11 @@ def test_early_callbacks_are_never_enabled_in_secret_mode() -> None:
 # --- unknown jobs and bad input ----------------------------------------------------------------------
 
 
-def test_unknown_job_is_not_found_and_creates_nothing(world: World) -> None:
+def test_unknown_job_is_forbidden_like_a_wrong_secret_and_creates_nothing(world: World) -> None:
     status, body = answer(
         make_handler(world).handle(request("translate", "nope", OK_BODY, {"X-Callback-Secret": SECRET}))
     )
-    assert (status, body["error"]) == (404, "UnknownJob")
+    assert (status, body["error"]) == (403, "Forbidden")
     assert world.record("translate", "nope") is None
     assert world.delivered() == []
 
@@ -459,7 +625,7 @@ def test_unknown_job_with_a_valid_signature_is_not_found(world: World) -> None:
 def test_same_job_id_in_another_namespace_is_a_different_job(world: World) -> None:
     world.put_token("translate", "12345")
     status, _ = answer(make_handler(world).handle(request("vendor", "12345", OK_BODY, {"X-Callback-Secret": SECRET})))
-    assert status == 404
+    assert status == 403
     assert_nothing_changed(world, "translate", "12345")
 
 
@@ -658,8 +824,9 @@ def test_lambda_entry_point_reads_its_configuration_from_the_environment(
 
     response = cbh.handler(request("translate", "job-1", OK_BODY, {"X-Callback-Secret": SECRET}), Context())
     assert response["statusCode"] == 202
-    assert (world.record("translate", "job-1") or {})["callbackRequestId"] == {"S": "req-1"}
-    assert len(world.delivered()) == 1
+    [event] = world.delivered()
+    claim = (world.record("translate", "job-1") or {})["callbackRequestId"]["S"]
+    assert claim == event["detail"]["claimId"] and claim != "req-1"  # random, not Lambda's request id
 
 
 @pytest.mark.parametrize(
@@ -693,7 +860,7 @@ def _offline_hmac_handler() -> Any:
         secrets=None,
         clock=lambda: NOW,
     )
-    handler._hmac_key, handler._hmac_key_expires = HMAC_KEY.encode(), NOW + 3600
+    handler._hmac_keys["x"] = (HMAC_KEY.encode(), NOW + 3600)
     return handler
 
 
@@ -701,15 +868,192 @@ def _offline_hmac_handler() -> Any:
 @given(body=st.binary(max_size=300), flip=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
 def test_any_change_to_a_signed_body_breaks_the_signature(body: bytes, flip: int, bit: int) -> None:
     handler = _offline_hmac_handler()
-    ts = str(int(NOW))
-    digest = hmac.new(HMAC_KEY.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    headers = {"x-signature": f"sha256={digest}", "x-timestamp": ts}
-    handler._verify_signature(headers, body)  # the genuine body verifies
+    signature = cbh.sign_callback(HMAC_KEY, namespace="vendor", job_id="j-1", body=body, timestamp=int(NOW))
+    headers = {k.lower(): v for k, v in signature.items()}
+    handler._verify_signature(headers, "vendor", "j-1", body)  # the genuine request verifies
     if body:
         tampered = bytearray(body)
         tampered[flip % len(body)] ^= 1 << bit
         with pytest.raises(cbh.Rejected) as rejected:
-            handler._verify_signature(headers, bytes(tampered))
+            handler._verify_signature(headers, "vendor", "j-1", bytes(tampered))
         assert rejected.value.status_code == 403
+    for namespace, job_id in (("translate", "j-1"), ("vendor", "j-2"), ("vendor", "j-1\n")):
+        with pytest.raises(cbh.Rejected):  # the namespace and the job id are signed too
+            handler._verify_signature(headers, namespace, job_id, body)
     with pytest.raises(cbh.Rejected):
-        handler._verify_signature({**headers, "x-timestamp": str(int(NOW) + 1)}, body)  # timestamp is signed too
+        handler._verify_signature({**headers, "x-timestamp": str(int(NOW) + 1)}, "vendor", "j-1", body)
+
+
+# --- hostile input: always a 4xx with a message, never an exception (API Gateway's 502) -----------------
+
+
+def _all_items(world: World) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = world.dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    return sorted(items, key=lambda item: item["id"]["S"])
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "1790000000²",  # str.isdigit() is True
+        "".join(chr(0x0660 + int(d)) for d in "1790000000"),  # Arabic-Indic digits: int() reads 1790000000
+        "".join(chr(0xFF10 + int(d)) for d in "1790000000"),  # fullwidth digits
+        "+1790000000",
+        " 1790000000",
+        "1790000000\n",
+        "-1",
+        "1e9",
+        "\ud800",
+        "9" * 13,
+    ],
+)
+def test_non_ascii_or_non_decimal_timestamps_are_unauthorized(world: World, timestamp: str) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    status, body = answer(
+        make_handler(world, "hmac").handle(request("vendor", "job-9", raw, {**headers, "X-Timestamp": timestamp}))
+    )
+    assert (status, body["error"]) == (401, "BadTimestamp") and "X-Timestamp".lower() in body["message"].lower()
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "sha256=" + "\u0660" * 64,  # Arabic-Indic zeros
+        "sha256=" + "\uff41" * 64,  # fullwidth letters
+        "sha256=" + "g" * 64,
+        "sha256=" + "0" * 63,
+        "sha256=" + "0" * 65,
+        "sha256=\ud800" + "0" * 63,
+        "SHA256=" + "0" * 64,
+    ],
+)
+def test_malformed_signatures_are_unauthorized(world: World, signature: str) -> None:
+    world.put_token("vendor", "job-9", secret=None)
+    raw, headers = signed({**OK_BODY, "jobId": "job-9"})
+    status, body = answer(
+        make_handler(world, "hmac").handle(request("vendor", "job-9", raw, {**headers, "X-Signature": signature}))
+    )
+    assert (status, body["error"]) == (401, "BadSignature")
+    assert_nothing_changed(world, "vendor", "job-9")
+
+
+@pytest.mark.parametrize("secret", ["\ud800", "s3cr3t\udfff", "é" * 10, "tab\there", "x" * 1025])
+def test_secrets_that_are_no_header_value_are_unauthorized(world: World, secret: str) -> None:
+    world.put_token("translate", "job-1")
+    event = request("translate", "job-1", OK_BODY, {"X-Callback-Secret": secret})
+    status, body = answer(make_handler(world).handle(event))
+    assert (status, body["error"]) == (401, "MalformedCredentials")
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"status": "SUCCEEDED", "output": "\ud800"}', "not valid Unicode"),  # a lone surrogate in the text
+        ('{"status": "SUCCEEDED", "output": "\\ud800"}', "lone surrogate"),  # valid JSON, not Unicode
+        ('{"status": "SUCCEEDED", "error": "\\udfff"}', "lone surrogate"),
+        ('{"status": "SUCCEEDED", "output": ' + "[" * 100_000 + "]" * 100_000 + "}", "body"),
+        ('{"status": "SUCCEEDED", "output": ' + "1" * 5000 + "}", "not valid JSON"),  # past int digits limit
+    ],
+)
+def test_bodies_that_are_not_unicode_or_not_json_are_bad_requests(world: World, raw: str, message: str) -> None:
+    world.put_token("translate", "job-1")
+    handler = make_handler(world, max_body_bytes=200 * 1024)
+    status, body = answer(handler.handle(request("translate", "job-1", raw, {"X-Callback-Secret": SECRET})))
+    assert status == 400 and message in body["message"], body
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        "text",
+        {"pathParameters": ["translate", "job-1"], "body": "{}"},
+        {"pathParameters": {"namespace": 7, "jobId": "job-1"}, "body": "{}"},
+        {"pathParameters": {"namespace": "translate\ud800", "jobId": "job-1"}, "body": "{}"},
+        {"pathParameters": {"namespace": "translate", "jobId": "job-1\n"}, "body": "{}"},
+        {"pathParameters": {"namespace": "translate", "jobId": "jöb"}, "body": "{}"},
+        {"pathParameters": {"namespace": "translate", "jobId": "job-1"}, "body": "{}", "headers": ["x"]},
+        {"pathParameters": {"namespace": "translate", "jobId": "job-1"}, "body": b"{}"},
+        {"pathParameters": {"namespace": "translate", "jobId": "job-1"}, "body": "é" * 10, "isBase64Encoded": True},
+        {"pathParameters": {"namespace": "translate", "jobId": "job-1"}, "body": "{}", "headers": {7: SECRET}},
+    ],
+)
+def test_malformed_events_are_bad_requests(world: World, event: Any) -> None:
+    world.put_token("translate", "job-1")
+    status, body = answer(make_handler(world).handle(event))
+    assert 400 <= status < 500 and body["message"], body
+    assert_nothing_changed(world, "translate", "job-1")
+
+
+_text = st.text(alphabet=st.characters(codec=None), max_size=40)  # any code point, lone surrogates included
+_ascii_digits_or_not = st.one_of(
+    st.integers(min_value=-(10**13), max_value=10**13).map(str), _text, st.just(str(int(NOW)))
+)
+_header_values = st.one_of(_text, st.just(SECRET), st.just("sha256=" + "0" * 64), _ascii_digits_or_not)
+_headers = st.dictionaries(
+    st.one_of(st.sampled_from(["X-Callback-Secret", "x-signature", "X-Timestamp", "Content-Type"]), _text),
+    st.one_of(_header_values, st.none(), st.integers()),
+    max_size=5,
+)
+_bodies = st.one_of(
+    _text,
+    st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _text),
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
+        max_leaves=10,
+    ).map(lambda value: json.dumps(value, ensure_ascii=False)),
+    st.fixed_dictionaries(
+        {"status": st.sampled_from(["SUCCEEDED", "FAILED", "DONE", ""])},
+        optional={"output": _text, "error": _text, "cause": _text, "jobId": _text, "namespace": _text},
+    ).map(lambda value: json.dumps(value, ensure_ascii=False)),
+    st.just("x" * 3000),
+)
+_events = st.fixed_dictionaries(
+    {
+        "pathParameters": st.one_of(
+            st.fixed_dictionaries(
+                {
+                    "namespace": st.one_of(st.sampled_from([*NAMESPACES, "other", ""]), _text),
+                    "jobId": st.one_of(st.sampled_from(["job-1", "job-9", "", "a b"]), _text),
+                }
+            ),
+            st.none(),
+            _text,
+        ),
+        "headers": st.one_of(_headers, st.none()),
+        "body": st.one_of(_bodies, st.none(), st.integers()),
+        "isBase64Encoded": st.one_of(st.booleans(), st.none(), _text),
+    }
+)
+
+
+@pytest.mark.parametrize("auth", ["secret", "hmac"])
+def test_fuzzed_requests_get_a_4xx_and_change_nothing(world: World, auth: str) -> None:
+    """Hypothesis over paths, headers (any code point) and bodies (text with lone surrogates, base64
+    flags, JSON of any shape, too large): every answer is a 4xx with a message, and neither the
+    table nor the bus sees anything. A 202 would need a forged secret or signature."""
+    world.put_token("translate", "job-1")
+    world.put_token("vendor", "job-9", secret=None)
+    before = _all_items(world)
+    handler = make_handler(world, auth, max_body_bytes=2048, accept_early_callbacks=auth == "hmac")
+    seen: set[int] = set()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event=_events)
+    def check(event: dict[str, Any]) -> None:
+        response = handler.handle(event)
+        assert 400 <= response["statusCode"] < 500, (response, event)
+        body = json.loads(response["body"])
+        assert body["error"] and body["message"]
+        seen.add(response["statusCode"])
+
+    check()
+    assert _all_items(world) == before
+    assert world.delivered() == []
+    assert {400, 401} <= seen

@@ -148,10 +148,12 @@ def test_every_registered_type_names_its_resources() -> None:
         "AWS::DynamoDB::Table",
         "AWS::SQS::Queue",
         "AWS::StepFunctions::StateMachine",
+        "AWS::Events::EventBus",
         "AWS::Events::Rule",
     }
     order = {name: RESOURCE_TYPES[name].order for name in creatable}
     assert order["AWS::DynamoDB::Table"] < order["AWS::StepFunctions::StateMachine"] < order["AWS::Events::Rule"]
+    assert order["AWS::Events::EventBus"] < order["AWS::Events::Rule"]  # a rule needs its bus
 
 
 def test_find_names_the_one_matching_logical_id() -> None:

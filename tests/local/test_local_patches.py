@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import re
 import threading
 from importlib.metadata import version
 from typing import Any
@@ -124,6 +125,35 @@ def test_route_aws_sdk_answers_an_api_moto_lacks(states: Any) -> None:
     assert states.run(definition)["status"] == "FAILED"  # the route is gone: moto has no such API
 
 
+# --------------------------------------------------------------------------- jsonata_variables
+def test_string_variables_with_quotes_and_divisions_evaluate(states: Any) -> None:
+    """A variable holding JSON text reaches later expressions intact; a reference between two
+    divisions (which moto's scan took for a regex literal) is still bound."""
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Keep",
+        "States": {
+            "Keep": {
+                "Type": "Pass",
+                "Assign": {"text": '{% $string({"a": "q\\"uote", "n": [1, 2]}) %}'},
+                "Next": "Use",
+            },
+            "Use": {
+                "Type": "Pass",
+                "Output": {
+                    "parsed": "{% $parse($text) %}",
+                    "seconds": "{% $floor($toMillis($states.context.Execution.StartTime) / 1000) - "
+                    "$floor($toMillis($states.context.State.EnteredTime) / 1000) <= 0 %}",
+                },
+                "End": True,
+            },
+        },
+    }
+    run = states.run(definition)
+    assert run["status"] == "SUCCEEDED", run
+    assert json.loads(run["output"]) == {"parsed": {"a": 'q"uote', "n": [1, 2]}, "seconds": True}
+
+
 # --------------------------------------------------------------------------- eventbridge_targets
 def _rule_to(aws: Emulator, machine_arn: str, **target: Any) -> None:
     events = aws.session.client("events")
@@ -155,28 +185,46 @@ def test_rule_with_states_target_starts_an_execution_with_the_event(aws: Emulato
     assert event["detail-type"] == "Job Finished"
     assert event["detail"] == {"id": "j-1"}
     assert event["account"] == ACCOUNT and event["region"] == "us-east-1"
-    # EventBridge sends `time` as an ISO 8601 string to the second ("2024-01-01T12:00:00Z"). The bridge
-    # delivers it today as moto holds it, a Unix timestamp (a number): a known difference, kept.
-    assert isinstance(event["time"], int | float)
+    # EventBridge sends `time` as an ISO 8601 string to the second ("2024-01-01T12:00:00Z").
+    assert isinstance(event["time"], str)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", event["time"]), event["time"]
 
 
-def test_event_time_reaches_the_execution_as_moto_holds_it(aws: Emulator, states: Any) -> None:
-    """An event put with an explicit ``Time``: AWS delivers ``"2024-01-01T12:00:00Z"``; the bridge,
-    today, the Unix timestamp (also through an input transformer, as text)."""
+def test_event_time_reaches_the_execution_as_eventbridge_sends_it(aws: Emulator, states: Any) -> None:
+    """An event put with an explicit ``Time`` (with a fraction of a second, which EventBridge drops):
+    ``"2024-01-01T12:00:07Z"`` in the event, also through an input transformer."""
     import datetime
 
-    moment = datetime.datetime(2024, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+    moment = datetime.datetime(2024, 1, 1, 12, 0, 7, 870000, tzinfo=datetime.UTC)
     machine = states.create({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-    _rule_to(
-        aws,
-        machine,
-        InputTransformer={"InputPathsMap": {"time": "$.time"}, "InputTemplate": '{"at": "<time>", "raw": <time>}'},
+    whole = states.create({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    events = aws.session.client("events")
+    events.put_rule(Name="jobs", EventPattern=json.dumps({"source": ["com.example.jobs"]}), State="ENABLED")
+    events.put_targets(
+        Rule="jobs",
+        Targets=[
+            {
+                "Id": "transformed",
+                "Arn": machine,
+                "InputTransformer": {"InputPathsMap": {"time": "$.time"}, "InputTemplate": '{"at": "<time>"}'},
+            },
+            {"Id": "whole", "Arn": whole},
+        ],
     )
     _put_event(aws, Time=moment)
     (run,) = states.wait_for(lambda: _executions(states, machine), what="an execution")
-    payload = json.loads(run["input"])
-    assert payload["raw"] == moment.timestamp()
-    assert float(payload["at"]) == moment.timestamp()
+    assert json.loads(run["input"]) == {"at": "2024-01-01T12:00:07Z"}
+    (run,) = states.wait_for(lambda: _executions(states, whole), what="an execution")
+    assert json.loads(run["input"])["time"] == "2024-01-01T12:00:07Z"
+
+
+def test_event_time_conversion_leaves_what_is_not_a_timestamp() -> None:
+    from cdk_serverless_patterns.local.patches.eventbridge_targets import event_time
+
+    assert event_time(1704110407.87) == "2024-01-01T12:00:07Z"
+    assert event_time("1704110407") == "2024-01-01T12:00:07Z"
+    assert event_time("2024-01-01T12:00:07Z") == "2024-01-01T12:00:07Z"
+    assert event_time(None) is None
 
 
 def test_rule_target_input_and_input_path(aws: Emulator, states: Any) -> None:
@@ -206,7 +254,9 @@ def test_failed_start_goes_to_the_targets_dead_letter_queue(aws: Emulator) -> No
     _rule_to(aws, missing, DeadLetterConfig={"Arn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:dlq"})
     _put_event(aws)
     (message,) = sqs.receive_message(QueueUrl=dlq)["Messages"]
-    assert json.loads(message["Body"])["detail"] == {"id": "j-1"}
+    body = json.loads(message["Body"])
+    assert body["detail"] == {"id": "j-1"}
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", body["time"]), body["time"]
 
 
 # --------------------------------------------------------------------------- send_task_failure
@@ -241,12 +291,52 @@ def test_stop_execution_closes_its_waiting_task(states: Any, queue: str) -> None
     execution = states.start(states.create({"StartAt": "Wait", "States": {"Wait": states.waiting_task(queue)}}))
     token = states.token(queue)
     states.sfn.stop_execution(executionArn=execution, error="Operator", cause="stopped in a test")
-    # AWS reports ABORTED; moto's interpreter, once the patch closes the waiting task, ends it FAILED.
-    assert states.finish(execution)["status"] in {"ABORTED", "FAILED"}
+    # AWS reports ABORTED, and so does the bridge (moto drops the stop's error and cause).
+    stopped = states.finish(execution)
+    assert stopped["status"] == "ABORTED"
+    assert "error" not in stopped
     with pytest.raises(ClientError) as refused:
         states.sfn.send_task_success(taskToken=token, output="{}")
     # moto answers InvalidToken for the closed task.
     assert refused.value.response["Error"]["Code"] == "InvalidToken"
+
+
+# --------------------------------------------------------------------------- task_token_race
+def test_a_token_is_found_while_another_execution_is_still_starting(states: Any, queue: str) -> None:
+    import types
+
+    from moto.stepfunctions.responses import get_backend
+
+    machine = states.create({"StartAt": "Wait", "States": {"Wait": states.waiting_task(queue)}})
+    execution = states.start(machine)
+    token = states.token(queue)
+    backend = get_backend(ACCOUNT, "us-east-1")
+    [state_machine] = [sm for sm in backend.state_machines if sm.arn == machine]
+    # An execution that is starting: moto has not given its worker an environment yet.
+    starting = types.SimpleNamespace(status="RUNNING", exec_worker=types.SimpleNamespace(env=None))
+    state_machine.executions.append(starting)
+    try:
+        states.sfn.send_task_success(taskToken=token, output='{"done": true}')
+    finally:
+        state_machine.executions.remove(starting)
+    assert states.finish(execution)["status"] == "SUCCEEDED"
+
+
+# --------------------------------------------------------------------------- parse_cache
+def test_each_definition_is_parsed_once_and_every_execution_runs_fresh(states: Any) -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Count",
+        "States": {"Count": {"Type": "Pass", "Output": "{% $states.input.n + 1 %}", "End": True}},
+    }
+    machine = states.create(definition)
+    runs = [states.finish(states.start(machine, {"n": n})) for n in range(3)]
+    assert [json.loads(run["output"]) for run in runs] == [1, 2, 3]
+    first, _ = AmazonStateLanguageParser.parse(json.dumps(definition))
+    second, _ = AmazonStateLanguageParser.parse(json.dumps(definition))
+    assert first is not second, "fresh components for every execution"
 
 
 # --------------------------------------------------------------------------- parser_scope

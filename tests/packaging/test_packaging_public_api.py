@@ -17,7 +17,11 @@ from cdk_serverless_patterns import callback, circuit_breaker
 PATTERN_PACKAGES = [callback, circuit_breaker]
 #: Names a construct module imports for type checking only (to avoid an import cycle).
 LOCALNS = {"CallbackUrls": cdk_serverless_patterns.CallbackUrls}
-CONSTRUCTS = [cdk_serverless_patterns.CallbackPattern, cdk_serverless_patterns.CircuitBreaker]
+CONSTRUCTS = [
+    cdk_serverless_patterns.CallbackPattern,
+    cdk_serverless_patterns.CircuitBreaker,
+    cdk_serverless_patterns.MacieJobStatusForwarder,
+]
 
 
 @pytest.mark.parametrize("package", PATTERN_PACKAGES, ids=lambda p: p.__name__)

@@ -15,13 +15,15 @@ _EXPORTS = {
     "CallbackPattern": "cdk_serverless_patterns.callback.callback_pattern",
     "CallbackUrls": "cdk_serverless_patterns.callback.callback_urls",
     "JobSource": "cdk_serverless_patterns.callback.sources",
+    "MacieJobStatusForwarder": "cdk_serverless_patterns.callback.macie_forwarder",
 }
 
 if TYPE_CHECKING:
     from cdk_serverless_patterns.callback.callback_pattern import CallbackPattern
     from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
+    from cdk_serverless_patterns.callback.macie_forwarder import MacieJobStatusForwarder
     from cdk_serverless_patterns.callback.sources import JobSource
 
-__all__ = ["CallbackPattern", "CallbackUrls", "JobSource", "contract"]
+__all__ = ["CallbackPattern", "CallbackUrls", "JobSource", "MacieJobStatusForwarder", "contract"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

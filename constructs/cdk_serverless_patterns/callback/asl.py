@@ -33,6 +33,7 @@ SFN_SUCCESS = "arn:aws:states:::aws-sdk:sfn:sendTaskSuccess"
 SFN_FAILURE = "arn:aws:states:::aws-sdk:sfn:sendTaskFailure"
 DURABLE_SUCCESS = "arn:aws:states:::aws-sdk:lambda:sendDurableExecutionCallbackSuccess"
 DURABLE_FAILURE = "arn:aws:states:::aws-sdk:lambda:sendDurableExecutionCallbackFailure"
+SQS_SEND = "arn:aws:states:::sqs:sendMessage"
 
 CONDITIONAL_CHECK_FAILED = "DynamoDb.ConditionalCheckFailedException"
 #: The waiting task is gone: timed out, its execution stopped, or the token already used.
@@ -55,98 +56,222 @@ def _quote(value: str) -> str:
     return json.dumps(value)
 
 
+#: The longest job output (its JSON text, in characters) the resumer hands to a waiter. Step
+#: Functions limits SendTaskSuccess's output and every state's payload to 256 KiB; the rest is
+#: left for the waiting state's own input and the record's other fields. A larger output fails the
+#: waiter with :data:`OUTPUT_TOO_LARGE`.
+MAX_OUTPUT_CHARS = 240 * 1024
+#: Error of a waiter whose job's output is larger than :data:`MAX_OUTPUT_CHARS`.
+OUTPUT_TOO_LARGE = "CallbackPattern.OutputTooLarge"
+#: Error of a waiter the resumer could not resume (a throttled or failing API after its retries,
+#: an unexpected error): it fails the waiter with it and reports to the dead-letter queue.
+RESUMER_FAILED = "CallbackPattern.ResumerFailed"
+KIND_RESUMED = contract.KIND_RESUMED
+#: Message attribute ``kind`` of the resumer's own reports to the dead-letter queue (EventBridge's
+#: undeliverable events have none).
+DEAD_LETTER_KIND = "callback-resumer-failure"
+#: Every result the resumer ends a run with.
+RESULTS = ("RESUMED", "WAITER_GONE", "RECORDED", "DUPLICATE", "STALE", "IGNORED", "UNCLAIMED", "UNVERIFIED")
+
+#: JSONata regex of an ISO 8601 date-time (EventBridge's ``time``, Step Functions' context times).
+ISO_SECONDS = r"/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/"
+
+
 def _source_expression(source: JobSource) -> str:
-    """JSONata producing the normalized job of one source from the event ``$e``."""
+    """JSONata producing the normalized job of one source from the event ``$e``: small fields only
+    (the output and the cause are assigned to variables by :func:`normalize_assignments`)."""
 
     def at(path: str) -> str:
         return jsonata_path(path, "$e")
 
     namespace = f"$string({at(source.namespace_path)})" if source.namespace_path else _quote(source.namespace)
     allowed = f" and $ns in {json.dumps(list(source.allowed_namespaces))}" if source.namespace_path else ""
-    error = (
-        f"($exists({at(source.error_path)}) and $string({at(source.error_path)}) != '' "
-        f"? $string({at(source.error_path)}) : $ns & '.' & $status)"
-        if source.error_path
+    named = (
+        f"($lookup({json.dumps(dict(source.error_names))}, $status) ? "
+        f"$lookup({json.dumps(dict(source.error_names))}, $status) : $ns & '.' & $status)"
+        if source.error_names
         else "$ns & '.' & $status"
     )
-    cause = (
-        f"($exists({at(source.cause_path)}) and $string({at(source.cause_path)}) != '' "
-        f"? $string({at(source.cause_path)}) : $string($e.detail))"
-        if source.cause_path
-        else "$string($e.detail)"
+    error = (
+        f"($exists({at(source.error_path)}) and $string({at(source.error_path)}) != '' "
+        f"? $string({at(source.error_path)}) : {named})"
+        if source.error_path
+        else named
+    )
+    status = (
+        f"$string(({source.status_expression}))" if source.status_expression else f"$string({at(source.status_path)})"
     )
     output = at(source.output_path)
+    # A job id is a non-empty string, or a number (taken as its JSON text); null, booleans,
+    # objects and arrays are refused (IGNORED with a reason), never turned into an id.
+    job_id = (
+        f"$raw := {at(source.job_id_path)}; "
+        "$idType := $exists($raw) ? $type($raw) : 'missing'; "
+        "$jobId := $idType = 'string' or $idType = 'number' ? $string($raw) : ''; "
+        "$idProblem := $idType = 'missing' ? 'no job id at " + source.job_id_path + "' : "
+        "($idType in ['string', 'number'] ? ($jobId = '' ? 'the job id at " + source.job_id_path + " is empty' : '') : "
+        "'the job id at " + source.job_id_path + " is ' & $idType & ', not a string or a number'); "
+    )
+    claim = (
+        f"'claimBound': true, 'claimId': $type($e.detail.{contract.CLAIM_ID_FIELD}) = 'string' ? "
+        f"$e.detail.{contract.CLAIM_ID_FIELD} : '', "
+        if source.claim_bound
+        else "'claimBound': false, 'claimId': '', "
+    )
+    success = json.dumps(list(source.success_statuses))
+    failure = json.dumps(list(source.failure_statuses))
     return (
         "("
-        f"$status := $string({at(source.status_path)}); "
+        f"$status := {status}; "
         f"$ns := {namespace}; "
-        f"$jobId := $string({at(source.job_id_path)}); "
-        f"$known := $exists($jobId) and $jobId != '' and $exists($ns){allowed}; "
+        f"{job_id}"
+        f"$nsOk := $exists($ns){allowed}; "
+        f"$outcome := $idProblem = '' and $nsOk and $status in {success} ? 'SUCCEEDED' : "
+        f"($idProblem = '' and $nsOk and $status in {failure} ? 'FAILED' : 'IGNORED'); "
+        f"$chars := $outcome = 'SUCCEEDED' and $exists({output}) ? $length($string({output})) : 4; "
+        f"$tooLarge := $chars > {MAX_OUTPUT_CHARS}; "
         "{"
-        "'id': $ns & '#' & $jobId, 'namespace': $ns, 'jobId': $jobId, 'status': $status, "
-        f"'outcome': $known and $status in {json.dumps(list(source.success_statuses))} ? 'SUCCEEDED' : "
-        f"($known and $status in {json.dumps(list(source.failure_statuses))} ? 'FAILED' : 'IGNORED'), "
-        f"'outputJson': $exists({output}) ? $string({output}) : 'null', "
-        f"'error': $substring({error}, 0, {MAX_ERROR_LENGTH}), "
-        f"'cause': $substring({cause}, 0, {MAX_CAUSE_LENGTH})"
+        "'id': $exists($ns) ? $ns & '#' & $jobId : '', 'namespace': $exists($ns) ? $ns : '', 'jobId': $jobId, "
+        "'status': $exists($status) ? $status : '', "
+        "'outcome': $tooLarge ? 'FAILED' : $outcome, "
+        "'reason': $outcome != 'IGNORED' ? '' : ($idProblem != '' ? $idProblem : ($nsOk ? "
+        "'status ' & $status & ' is neither a success nor a failure status' : 'namespace not allowed')), "
+        f"'error': $tooLarge ? '{OUTPUT_TOO_LARGE}' : $substring({error}, 0, {MAX_ERROR_LENGTH}), "
+        "'outputChars': $chars, "
+        f"'reusesIds': {json.dumps(bool(source.reuses_job_ids))}, "
+        f"'staleTolerance': {int(source.stale_tolerance_seconds)}, "
+        f"{claim}"
+        f"'tooLarge': $tooLarge"
         "})"
     )
 
 
-def normalize_expression(sources: Sequence[JobSource]) -> str:
-    """JSONata of the resumer's first state: the rule target's ``{"source", "event"}`` input
-    becomes ``{"job": {id, namespace, jobId, status, outcome, outputJson, error, cause,
-    eventMillis, eventTime}}``."""
-    branches = "".join(f"$s = {_quote(source.namespace)} ? {_source_expression(source)} : " for source in sources)
-    ignored = "{'id': '', 'outcome': 'IGNORED', 'status': 'UNKNOWN_SOURCE'}"
-    # When the job finished: the event's own time (ISO 8601 from EventBridge; a number of seconds
-    # from some emulators), used to tell a job's event from an older one with the same job id.
+def _output_expression(source: JobSource) -> str:
+    output = jsonata_path(source.output_path, "$e")
+    return f"($exists({output}) ? {output} : null)"
+
+
+def _cause_expression(source: JobSource) -> str:
+    if source.cause_path:
+        at = jsonata_path(source.cause_path, "$e")
+        cause = f"($exists({at}) and $string({at}) != '' ? $string({at}) : $string($e.detail))"
+    else:
+        cause = "$string($e.detail)"
+    return f"$substring({cause}, 0, {MAX_CAUSE_LENGTH})"
+
+
+def _dispatch(sources: Sequence[JobSource], piece: Any, otherwise: str) -> str:
+    return "".join(f"$s = {_quote(source.namespace)} ? {piece(source)} : " for source in sources) + otherwise
+
+
+_PROLOGUE = "$e := $states.input.event; $s := $states.input.source; "
+
+
+def job_expression(sources: Sequence[JobSource], root: str = "$states.input") -> str:
+    """JSONata (without ``{% %}``) of the normalized job of the resumer's input at ``root``: ``{id,
+    namespace, jobId, status, outcome, reason, error, outputChars, tooLarge, reusesIds,
+    staleTolerance, claimBound, claimId, eventTime, eventSecond}``. It never fails, whatever the
+    event: an unknown source or a bad field gives ``outcome = IGNORED`` with a ``reason``."""
+    ignored = (
+        "{'id': '', 'namespace': '', 'jobId': '', 'status': 'UNKNOWN_SOURCE', 'outcome': 'IGNORED', "
+        "'reason': 'no job source named ' & $string($s), 'reusesIds': false, 'claimBound': false, 'claimId': ''}"
+    )
+    # EventBridge's `time` is ISO 8601 to the second ("2026-11-30T11:25:07Z").
     when = (
         "$t := $e.time; "
-        "$ms := $type($t) = 'number' ? $round($t * 1000) : ($type($t) = 'string' ? $toMillis($t) : -1); "
-        "$when := {'eventMillis': $ms, 'eventTime': $ms >= 0 ? $fromMillis($ms) : ''}; "
+        f"$sec := $type($t) = 'string' and $contains($t, {ISO_SECONDS}) ? $floor($toMillis($t) / 1000) : -1; "
+        "$when := {'eventSecond': $sec, 'eventTime': $sec >= 0 ? $fromMillis($sec * 1000) : ''}; "
     )
-    return (
-        "{% ($e := $states.input.event; $s := $states.input.source; "
-        f"{when}{{'job': $merge([{branches}{ignored}, $when])}}) %}}"
+    prologue = _PROLOGUE.replace("$states.input", root)
+    return f"({prologue}{when}$merge([{_dispatch(sources, _source_expression, ignored)}, $when]))"
+
+
+def key_expression(sources: Sequence[JobSource]) -> str:
+    """JSONata (without ``{% %}``) of the job's ``{id, namespace, jobId, eventTime}`` only, for the
+    dead-letter report of a failed run (small: the whole normalization is not repeated)."""
+
+    def key(source: JobSource) -> str:
+        namespace = (
+            f"$string({jsonata_path(source.namespace_path, '$e')})"
+            if source.namespace_path
+            else _quote(source.namespace)
+        )
+        job_id = f"$string({jsonata_path(source.job_id_path, '$e')})"
+        return f"($ns := {namespace}; $id := {job_id}; {{'id': $ns & '#' & $id, 'namespace': $ns, 'jobId': $id}})"
+
+    fallback = "{'id': '', 'namespace': '', 'jobId': ''}"
+    return f"({_PROLOGUE}$merge([{_dispatch(sources, key, fallback)}, {{'eventTime': $string($e.time)}}]))"
+
+
+def normalize_expression(sources: Sequence[JobSource]) -> str:
+    """JSONata of the resumer's first state: the rule target's ``{"source", "event"}`` input
+    becomes ``{"job": <job_expression>}``."""
+    return f"{{% {{'job': {job_expression(sources)}}} %}}"
+
+
+def normalize_assignments(sources: Sequence[JobSource]) -> dict[str, str]:
+    """The variables the first state assigns, so that no state carries them: ``$output`` (the
+    job's output as JSON, ``null`` when it is larger than :data:`MAX_OUTPUT_CHARS`) and ``$cause``."""
+    output = (
+        f"{{% ({_PROLOGUE}$o := {_dispatch(sources, _output_expression, 'null')}; "
+        f"$exists($o) and $length($string($o)) <= {MAX_OUTPUT_CHARS} ? $o : null) %}}"
     )
+    cause = f"{{% ({_PROLOGUE}{_dispatch(sources, _cause_expression, _quote(''))}) %}}"
+    return {"output": output, "cause": cause}
 
 
 def resumer_definition(
-    *, table_name: str, sources: Sequence[JobSource], completion_ttl_seconds: int, durable: bool
+    *,
+    table_name: str,
+    sources: Sequence[JobSource],
+    completion_ttl_seconds: int,
+    durable: bool,
+    dead_letter_queue_url: str | None = None,
 ) -> dict[str, Any]:
     """The resumer state machine: one completion event in, exactly one resume (or a recorded
-    completion) out. Its result says what it did: ``RESUMED``, ``WAITER_GONE``, ``RECORDED``,
-    ``DUPLICATE``, ``STALE`` (an event older than the waiting execution) or ``IGNORED``."""
+    completion) out. Its result says what it did (:data:`RESULTS`). A run that fails for any
+    reason tries to fail the waiter with :data:`RESUMER_FAILED` when it knows its token, reports
+    the job to ``dead_letter_queue_url`` and fails (the resumer's failed-executions alarm)."""
     key = {"id": {"S": "{% $states.input.job.id %}"}}
     keep_job = "{% {'job': $states.input.job, 'record': $states.input.record} %}"
+    output_json = "{% $exists($output) ? $string($output) : 'null' %}"
+    cause = "{% $states.input.job.tooLarge ? " + _too_large_cause("$states.input.job.outputChars") + " : $cause %}"
 
     def done(result: str) -> dict[str, Any]:
         return {
             "Type": "Succeed",
             "Output": f"{{% {{'result': '{result}', 'id': $states.input.job.id, "
-            "'outcome': $states.input.job.outcome} %}",
+            "'outcome': $states.input.job.outcome, 'reason': $states.input.job.reason} %}",
         }
 
+    def with_reason(result: str, reason: str) -> dict[str, Any]:
+        return {
+            "Type": "Succeed",
+            "Output": f"{{% {{'result': '{result}', 'id': $states.input.job.id, "
+            f"'outcome': $states.input.job.outcome, 'reason': {_quote(reason)}}} %}}",
+        }
+
+    token = "$states.input.record.kind.S = 'token'"
     choices: list[dict[str, Any]] = [
         {
-            "Condition": "{% $states.input.record.kind.S = 'token' and $states.input.record.backend.S = "
+            "Condition": f"{{% {token} and $states.input.record.backend.S = "
             "'stepfunctions' and $states.input.job.outcome = 'SUCCEEDED' %}",
             "Next": "Send task success",
         },
         {
-            "Condition": "{% $states.input.record.kind.S = 'token' and $states.input.record.backend.S = "
+            "Condition": f"{{% {token} and $states.input.record.backend.S = "
             "'stepfunctions' and $states.input.job.outcome = 'FAILED' %}",
             "Next": "Send task failure",
         },
     ]
-    claim_choices: list[dict[str, Any]] = [
-        {"Condition": "{% $states.input.record.kind.S = 'completion' %}", "Next": "Duplicate event"},
-        {"Condition": "{% $states.input.record.kind.S = 'token' %}", "Next": "Claim token record"},
-    ]
+    catch_all = _catch_everything(
+        Next="Resume failed",
+        Output="{% {'job': $states.input.job, 'record': $states.input.record, "
+        "'failure': {'error': $states.errorOutput.Error, 'cause': $states.errorOutput.Cause}} %}",
+    )
     waiter_gone_catch = {
         "ErrorEquals": WAITER_GONE_ERRORS,
-        "Next": "Delete token record",
+        "Next": "Mark resumed",
         "Output": "{% {'job': $states.input.job, 'record': $states.input.record, "
         "'waiterGone': $states.errorOutput.Error} %}",
     }
@@ -173,8 +298,82 @@ def resumer_definition(
             "JitterStrategy": "FULL",
         }
     ]
+    # Second-precision times: EventBridge dates an event to the second, so the waiter's start is
+    # truncated to its second before the tolerance is taken off.
+    stale = (
+        f"{token} and $states.input.job.reusesIds and $exists($states.input.record.executionStartedAt.S) and "
+        f"$contains($states.input.record.executionStartedAt.S, {ISO_SECONDS}) and $states.input.job.eventSecond >= 0 "
+        "and $states.input.job.eventSecond < $floor($toMillis($states.input.record.executionStartedAt.S) / 1000) "
+        "- $states.input.job.staleTolerance"
+    )
+    newer_than_marker = (
+        f"$states.input.record.kind.S = '{KIND_RESUMED}' and $states.input.job.reusesIds and "
+        "$exists($states.input.record.eventTime.S) and "
+        f"$contains($states.input.record.eventTime.S, {ISO_SECONDS}) and "
+        "$states.input.job.eventSecond > $floor($toMillis($states.input.record.eventTime.S) / 1000)"
+    )
+    claim_id_ok = (
+        f"$exists($states.input.record.{contract.CLAIM_ATTRIBUTE}.S) and $states.input.job.claimId != '' and "
+        f"$states.input.record.{contract.CLAIM_ATTRIBUTE}.S = $states.input.job.claimId"
+    )
+
+    def claim_state(verified: bool) -> dict[str, Any]:
+        condition = "#kind = :token AND #created = :created AND attribute_not_exists(#claimed)"
+        names = {"#kind": "kind", "#created": "createdAt", "#claimed": "resumeClaimedAt"}
+        values: dict[str, Any] = {
+            ":token": {"S": "token"},
+            ":created": {"S": "{% $states.input.record.createdAt.S %}"},
+            ":now": {"S": "{% $states.context.State.EnteredTime %}"},
+        }
+        if verified:
+            condition += " AND #claim = :claimId"
+            names["#claim"] = contract.CLAIM_ATTRIBUTE
+            values[":claimId"] = {"S": "{% $states.input.job.claimId %}"}
+        return {
+            "Type": "Task",
+            "Resource": DDB_UPDATE,
+            "Arguments": {
+                "TableName": table_name,
+                "Key": key,
+                "UpdateExpression": "SET #claimed = :now",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            },
+            "Output": "{% $states.input %}",
+            "Retry": retry_dynamodb,
+            "Catch": [
+                {"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Next": "Duplicate event", "Output": "{% $states.input %}"},
+                *catch_all,
+            ],
+            "Next": "Resume waiter",
+        }
+
+    def completion_item() -> dict[str, Any]:
+        return {
+            "id": {"S": "{% $states.input.job.id %}"},
+            "kind": {"S": contract.KIND_COMPLETION},
+            "status": {"S": "{% $states.input.job.outcome %}"},
+            "output": {"S": output_json},
+            "error": {"S": "{% $states.input.job.error %}"},
+            "cause": {"S": cause},
+            "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
+            "eventTime": {"S": "{% $states.input.job.eventTime %}"},
+            "ttl": {"N": f"{{% {epoch_after(completion_ttl_seconds)} %}}"},
+        }
+
+    reread = {
+        "ErrorEquals": [CONDITIONAL_CHECK_FAILED],
+        "Next": "Get record",
+        "Output": "{% {'job': $states.input.job} %}",
+    }
     states: dict[str, Any] = {
-        "Normalize event": {"Type": "Pass", "Output": None, "Next": "Job finished?"},
+        "Normalize event": {
+            "Type": "Pass",
+            "Assign": normalize_assignments(sources),
+            "Output": normalize_expression(sources),
+            "Next": "Job finished?",
+        },
         "Job finished?": {
             "Type": "Choice",
             "Choices": [{"Condition": "{% $states.input.job.outcome = 'IGNORED' %}", "Next": "Not a terminal status"}],
@@ -192,42 +391,40 @@ def resumer_definition(
         "Waiter parked?": {
             "Type": "Choice",
             "Choices": [
-                {"Condition": "{% $not($exists($states.input.record)) %}", "Next": "Record completion"},
-                # A job id that is reused (a DMS task ARN): an event from before the waiting
-                # execution started belongs to an earlier run (a late duplicate), not to its job.
+                # A claim-bound source (callback URLs): only the handler's claim may resume.
                 {
-                    "Condition": "{% $states.input.record.kind.S = 'token' and "
-                    "$exists($states.input.record.executionStartedAt.S) and $states.input.job.eventMillis >= 0 and "
-                    "$states.input.job.eventMillis < $toMillis($states.input.record.executionStartedAt.S) %}",
-                    "Next": "Event older than the waiter",
+                    "Condition": "{% $not($exists($states.input.record)) and $states.input.job.claimBound %}",
+                    "Next": "Unclaimed event",
                 },
-                *claim_choices,
+                {"Condition": "{% $not($exists($states.input.record)) %}", "Next": "Record completion"},
+                {
+                    "Condition": f"{{% {token} and $states.input.job.claimBound and $not({claim_id_ok}) %}}",
+                    "Next": "Unverified event",
+                },
+                # A source that reuses job ids (a DMS task ARN): an event dated before the waiting
+                # execution started (beyond the tolerance) belongs to an earlier run.
+                {"Condition": f"{{% {stale} %}}", "Next": "Event older than the waiter"},
+                # A reused id's next run finished after the last resume: a new completion.
+                {
+                    "Condition": f"{{% {newer_than_marker} and $not($states.input.job.claimBound) %}}",
+                    "Next": "Replace resumed marker",
+                },
+                {
+                    "Condition": f"{{% $states.input.record.kind.S in ['{contract.KIND_COMPLETION}', "
+                    f"'{KIND_RESUMED}'] %}}",
+                    "Next": "Duplicate event",
+                },
+                {
+                    "Condition": f"{{% {token} and $states.input.job.claimBound %}}",
+                    "Next": "Claim verified token record",
+                },
+                {"Condition": f"{{% {token} %}}", "Next": "Claim token record"},
             ],
             "Default": "Unsupported record",
         },
         # Exactly one resumer may resume a waiter, whatever the task-token API would accept.
-        "Claim token record": {
-            "Type": "Task",
-            "Resource": DDB_UPDATE,
-            "Arguments": {
-                "TableName": table_name,
-                "Key": key,
-                "UpdateExpression": "SET #claimed = :now",
-                "ConditionExpression": "#kind = :token AND #created = :created AND attribute_not_exists(#claimed)",
-                "ExpressionAttributeNames": {"#kind": "kind", "#created": "createdAt", "#claimed": "resumeClaimedAt"},
-                "ExpressionAttributeValues": {
-                    ":token": {"S": "token"},
-                    ":created": {"S": "{% $states.input.record.createdAt.S %}"},
-                    ":now": {"S": "{% $states.context.State.EnteredTime %}"},
-                },
-            },
-            "Output": "{% $states.input %}",
-            "Retry": retry_dynamodb,
-            "Catch": [
-                {"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Next": "Duplicate event", "Output": "{% $states.input %}"}
-            ],
-            "Next": "Resume waiter",
-        },
+        "Claim token record": claim_state(verified=False),
+        "Claim verified token record": claim_state(verified=True),
         "Resume waiter": {"Type": "Choice", "Choices": choices, "Default": "Unsupported record"},
         "Unsupported record": {
             "Type": "Fail",
@@ -235,18 +432,23 @@ def resumer_definition(
             "Cause": "The token record names a backend this resumer does not serve (durable_functions is off?)",
         },
         "Duplicate event": done("DUPLICATE"),
-        "Event older than the waiter": done("STALE"),
+        "Event older than the waiter": with_reason(
+            "STALE", "the event is dated before the waiting execution started: an earlier run of a reused job id"
+        ),
+        "Unclaimed event": with_reason(
+            "UNCLAIMED", "no waiter is parked for this claim-bound job: nothing is resumed or recorded"
+        ),
+        "Unverified event": with_reason(
+            "UNVERIFIED", "the event's claimId does not match the claim on the waiter's record: nothing is resumed"
+        ),
         "Send task success": {
             "Type": "Task",
             "Resource": SFN_SUCCESS,
-            "Arguments": {
-                "TaskToken": "{% $states.input.record.taskToken.S %}",
-                "Output": "{% $states.input.job.outputJson %}",
-            },
+            "Arguments": {"TaskToken": "{% $states.input.record.taskToken.S %}", "Output": output_json},
             "Output": keep_job,
             "Retry": retry_transient,
-            "Catch": [waiter_gone_catch],
-            "Next": "Delete token record",
+            "Catch": [waiter_gone_catch, *catch_all],
+            "Next": "Mark resumed",
         },
         "Send task failure": {
             "Type": "Task",
@@ -254,19 +456,30 @@ def resumer_definition(
             "Arguments": {
                 "TaskToken": "{% $states.input.record.taskToken.S %}",
                 "Error": "{% $states.input.job.error %}",
-                "Cause": "{% $states.input.job.cause %}",
+                "Cause": cause,
             },
             "Output": keep_job,
             "Retry": retry_transient,
-            "Catch": [waiter_gone_catch],
-            "Next": "Delete token record",
+            "Catch": [waiter_gone_catch, *catch_all],
+            "Next": "Mark resumed",
         },
-        "Delete token record": {
+        # The token is replaced by a marker that lives as long as an early completion would: a
+        # late duplicate finds it (DUPLICATE) instead of recording a completion a later waiter
+        # with the same id could take; such a waiter parks over it.
+        "Mark resumed": {
             "Type": "Task",
-            "Resource": DDB_DELETE,
+            "Resource": DDB_PUT,
             "Arguments": {
                 "TableName": table_name,
-                "Key": key,
+                "Item": {
+                    "id": {"S": "{% $states.input.job.id %}"},
+                    "kind": {"S": KIND_RESUMED},
+                    "result": {"S": "{% $exists($states.input.waiterGone) ? 'WAITER_GONE' : 'RESUMED' %}"},
+                    "status": {"S": "{% $states.input.job.outcome %}"},
+                    "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
+                    "eventTime": {"S": "{% $states.input.job.eventTime %}"},
+                    "ttl": {"N": f"{{% {epoch_after(completion_ttl_seconds)} %}}"},
+                },
                 "ConditionExpression": "#kind = :token AND #created = :created",
                 "ExpressionAttributeNames": {"#kind": "kind", "#created": "createdAt"},
                 "ExpressionAttributeValues": {
@@ -276,7 +489,10 @@ def resumer_definition(
             },
             "Output": "{% $states.input %}",
             "Retry": retry_dynamodb,
-            "Catch": [{"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Next": "Resumed", "Output": "{% $states.input %}"}],
+            "Catch": [
+                {"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Next": "Resumed", "Output": "{% $states.input %}"},
+                *catch_all,
+            ],
             "Next": "Resumed",
         },
         "Resumed": {
@@ -289,44 +505,76 @@ def resumer_definition(
             "Resource": DDB_PUT,
             "Arguments": {
                 "TableName": table_name,
-                "Item": {
-                    "id": {"S": "{% $states.input.job.id %}"},
-                    "kind": {"S": "completion"},
-                    "status": {"S": "{% $states.input.job.outcome %}"},
-                    "output": {"S": "{% $states.input.job.outputJson %}"},
-                    "error": {"S": "{% $states.input.job.error %}"},
-                    "cause": {"S": "{% $states.input.job.cause %}"},
-                    "createdAt": {"S": "{% $states.context.State.EnteredTime %}"},
-                    "eventTime": {"S": "{% $states.input.job.eventTime %}"},
-                    "ttl": {"N": f"{{% {epoch_after(completion_ttl_seconds)} %}}"},
-                },
+                "Item": completion_item(),
                 "ConditionExpression": "attribute_not_exists(id)",
             },
             "Output": "{% $states.input %}",
             "Retry": retry_dynamodb,
             # A waiter parked (or a duplicate recorded) between our read and our write: read again.
-            "Catch": [
-                {
-                    "ErrorEquals": [CONDITIONAL_CHECK_FAILED],
-                    "Next": "Get record",
-                    "Output": "{% {'job': $states.input.job} %}",
-                }
-            ],
+            "Catch": [reread],
+            "Next": "Completion recorded",
+        },
+        "Replace resumed marker": {
+            "Type": "Task",
+            "Resource": DDB_PUT,
+            "Arguments": {
+                "TableName": table_name,
+                "Item": completion_item(),
+                "ConditionExpression": "#kind = :resumed AND #created = :created",
+                "ExpressionAttributeNames": {"#kind": "kind", "#created": "createdAt"},
+                "ExpressionAttributeValues": {
+                    ":resumed": {"S": KIND_RESUMED},
+                    ":created": {"S": "{% $states.input.record.createdAt.S %}"},
+                },
+            },
+            "Output": "{% $states.input %}",
+            "Retry": retry_dynamodb,
+            "Catch": [reread],
             "Next": "Completion recorded",
         },
         "Completion recorded": done("RECORDED"),
+        # Anything else that went wrong once the token was known: fail the waiter rather than
+        # leave it parked until its timeout, then fail the run (reported to the dead-letter queue).
+        "Resume failed": {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "Condition": f"{{% {token} and $states.input.record.backend.S = 'stepfunctions' %}}",
+                    "Next": "Fail waiter",
+                }
+            ],
+            "Default": "Fail the run",
+        },
+        "Fail waiter": {
+            "Type": "Task",
+            "Resource": SFN_FAILURE,
+            "Arguments": {
+                "TaskToken": "{% $states.input.record.taskToken.S %}",
+                "Error": RESUMER_FAILED,
+                "Cause": "{% " + _resumer_failed_cause() + " %}",
+            },
+            "Output": "{% $merge([$states.input, {'waiterFailed': true}]) %}",
+            "Catch": _catch_everything(Next="Fail the run", Output="{% $states.input %}"),
+            "Next": "Fail the run",
+        },
+        "Fail the run": {
+            "Type": "Fail",
+            "Error": "{% $substring($string($states.input.failure.error), 0, 7) = 'States.' ? "
+            f"'{RESUMER_FAILED}' : $string($states.input.failure.error) %}}",
+            "Cause": "{% $substring($string($states.input.failure.cause) & ($states.input.waiterFailed ? "
+            f"' (the waiter was failed with {RESUMER_FAILED})' : ''), 0, {MAX_CAUSE_LENGTH}) %}}",
+        },
     }
-    states["Normalize event"]["Output"] = normalize_expression(sources)
     if durable:
         choices.extend(
             [
                 {
-                    "Condition": "{% $states.input.record.kind.S = 'token' and $states.input.record.backend.S = "
+                    "Condition": f"{{% {token} and $states.input.record.backend.S = "
                     "'durable' and $states.input.job.outcome = 'SUCCEEDED' %}",
                     "Next": "Send durable callback success",
                 },
                 {
-                    "Condition": "{% $states.input.record.kind.S = 'token' and $states.input.record.backend.S = "
+                    "Condition": f"{{% {token} and $states.input.record.backend.S = "
                     "'durable' and $states.input.job.outcome = 'FAILED' %}",
                     "Next": "Send durable callback failure",
                 },
@@ -339,14 +587,11 @@ def resumer_definition(
         states["Send durable callback success"] = {
             "Type": "Task",
             "Resource": DURABLE_SUCCESS,
-            "Arguments": {
-                "CallbackId": "{% $states.input.record.callbackId.S %}",
-                "Result": "{% $states.input.job.outputJson %}",
-            },
+            "Arguments": {"CallbackId": "{% $states.input.record.callbackId.S %}", "Result": output_json},
             "Output": keep_job,
             "Retry": durable_retry,
-            "Catch": [durable_gone],
-            "Next": "Delete token record",
+            "Catch": [durable_gone, *catch_all],
+            "Next": "Mark resumed",
         }
         states["Send durable callback failure"] = {
             "Type": "Task",
@@ -356,21 +601,112 @@ def resumer_definition(
                 # The durable SDK surfaces only ErrorMessage and ErrorData: the data keeps the error's name.
                 "Error": {
                     "ErrorType": "{% $states.input.job.error %}",
-                    "ErrorMessage": "{% $states.input.job.cause %}",
-                    "ErrorData": "{% $string({'error': $states.input.job.error, 'cause': $states.input.job.cause}) %}",
+                    "ErrorMessage": cause,
+                    "ErrorData": "{% $string({'error': $states.input.job.error, 'cause': " + cause[3:-3] + "}) %}",
                 },
             },
             "Output": keep_job,
             "Retry": durable_retry,
-            "Catch": [durable_gone],
-            "Next": "Delete token record",
+            "Catch": [durable_gone, *catch_all],
+            "Next": "Mark resumed",
         }
+        states["Resume failed"]["Choices"].append(
+            {
+                "Condition": f"{{% {token} and $states.input.record.backend.S = 'durable' %}}",
+                "Next": "Fail durable waiter",
+            }
+        )
+        states["Fail durable waiter"] = {
+            "Type": "Task",
+            "Resource": DURABLE_FAILURE,
+            "Arguments": {
+                "CallbackId": "{% $states.input.record.callbackId.S %}",
+                "Error": {
+                    "ErrorType": RESUMER_FAILED,
+                    "ErrorMessage": "{% " + _resumer_failed_cause() + " %}",
+                    "ErrorData": "{% $string({'error': '"
+                    + RESUMER_FAILED
+                    + "', 'cause': "
+                    + _resumer_failed_cause()
+                    + "}) %}",
+                },
+            },
+            "Output": "{% $merge([$states.input, {'waiterFailed': true}]) %}",
+            "Catch": _catch_everything(Next="Fail the run", Output="{% $states.input %}"),
+            "Next": "Fail the run",
+        }
+    # Every state above runs in one Parallel branch: whatever fails in it (a DynamoDB outage
+    # after the retries, an unsupported record, an expression error) reaches the Catch, which
+    # reports the job to the dead-letter queue and fails the run.
+    report: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": SQS_SEND,
+        "Arguments": {
+            "QueueUrl": dead_letter_queue_url,
+            "MessageBody": "{% $string({'reason': 'The callback resumer failed: the waiter of this job may not have "
+            "been resumed', 'error': $states.input.error, 'cause': $substring($string($states.input.cause), 0, 8192), "
+            "'id': $states.input.job.id, 'namespace': $states.input.job.namespace, 'jobId': $states.input.job.jobId, "
+            "'eventId': $states.input.eventId, "
+            "'eventTime': $states.input.job.eventTime, 'resumerExecution': $states.context.Execution.Id}) %}",
+            "MessageAttributes": {"kind": {"DataType": "String", "StringValue": DEAD_LETTER_KIND}},
+        },
+        "Output": "{% $states.input %}",
+        "Catch": _catch_everything(Next="Resumer failed", Output="{% $states.input %}"),
+        "Next": "Resumer failed",
+    }
+    outer: dict[str, Any] = {
+        "Resume": {
+            "Type": "Parallel",
+            "Branches": [{"StartAt": "Normalize event", "States": states}],
+            "Output": "{% $states.result[0] %}",
+            "Catch": _catch_everything(
+                Next="Report to the dead-letter queue" if dead_letter_queue_url else "Resumer failed",
+                Output="{% {'error': $states.errorOutput.Error, 'cause': $states.errorOutput.Cause, "
+                f"'job': {key_expression(sources)}, 'eventId': $string($states.input.event.id)}} %}}",
+            ),
+            "End": True,
+        },
+        # The error of what failed; a ``States.*`` error becomes ``CallbackPattern.ResumerFailed``
+        # (a Fail state's error may not claim the ``States.`` prefix).
+        "Resumer failed": {
+            "Type": "Fail",
+            "Error": "{% $substring($string($states.input.error), 0, 7) = 'States.' or "
+            f"$string($states.input.error) = '' ? '{RESUMER_FAILED}' : $string($states.input.error) %}}",
+            "Cause": f"{{% $substring($string($states.input.cause), 0, {MAX_CAUSE_LENGTH}) %}}",
+        },
+    }
+    if dead_letter_queue_url:
+        outer["Report to the dead-letter queue"] = report
     return {
         "Comment": "CallbackPattern resumer: one completion event -> exactly one resume, or a recorded completion",
         "QueryLanguage": "JSONata",
-        "StartAt": "Normalize event",
-        "States": states,
+        "StartAt": "Resume",
+        "States": outer,
     }
+
+
+#: Errors ``States.ALL`` does not catch in AWS; a Catch must name them.
+TERMINAL_ERRORS = ["States.DataLimitExceeded", "States.Runtime"]
+
+
+def _catch_everything(**catcher: Any) -> list[dict[str, Any]]:
+    """Catchers for every error: those ``States.ALL`` leaves out, then ``States.ALL`` (last, alone)."""
+    return [{"ErrorEquals": list(TERMINAL_ERRORS), **catcher}, {"ErrorEquals": ["States.ALL"], **catcher}]
+
+
+def _too_large_cause(chars: str) -> str:
+    return (
+        f"'The output of the job is ' & $string({chars}) & ' characters of JSON; a resumed workflow takes at most "
+        f"{MAX_OUTPUT_CHARS} (Step Functions limits task outputs and state payloads to 256 KiB). "
+        "Have the job write its result elsewhere (S3) and put a pointer in its event.'"
+    )
+
+
+def _resumer_failed_cause() -> str:
+    return (
+        f"$substring('The callback resumer could not resume this job (' & $states.input.job.id & '): ' & "
+        f"$string($states.input.failure.error) & ': ' & $string($states.input.failure.cause), 0, {MAX_CAUSE_LENGTH})"
+    )
 
 
 def result_output(result_path: str | None, result: str, base: str = "$states.input") -> str:

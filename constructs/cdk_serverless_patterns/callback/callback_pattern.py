@@ -23,6 +23,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -55,7 +56,9 @@ class CallbackPattern(Construct):
         max_event_age: How long EventBridge keeps retrying. Default: 2 hours. 1 minute-24 hours.
         alarm_topic: SNS topic the alarms notify. Default: none (alarms without actions).
         durable_functions: Also resume Lambda Durable Functions waiters (``backend = "durable"``
-            records) with the durable-execution callback APIs. Default: ``False``.
+            records) with the durable-execution callback APIs; grant each durable function with
+            :meth:`grant_durable_wait` (the resumer may complete its executions' callbacks only).
+            Default: ``False``.
         existing_table: Use this token table instead of creating one: partition key ``id``
             (String), DynamoDB TTL on ``ttl``. Excludes ``encryption_key`` and ``table_props``. Its
             customer-managed key, if it has one, is granted to the resumer and to waiting workflows.
@@ -143,28 +146,20 @@ class CallbackPattern(Construct):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             comment="Resumes workflows waiting in CallbackPattern when their job's completion event arrives",
         )
-        self._table.grant(
-            self._resumer, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:PutItem"
-        )
+        self._table.grant(self._resumer, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem")
         grant_table_key(self._table, self._resumer)
+        # A failed resumer run reports the job it could not resume to the dead-letter queue.
+        self._dead_letter_queue.grant_send_messages(self._resumer)
         self._resumer.add_to_role_policy(
             iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=["*"])
         )
-        if durable_functions:
-            self._resumer.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=[
-                        "lambda:SendDurableExecutionCallbackSuccess",
-                        "lambda:SendDurableExecutionCallbackFailure",
-                    ],
-                    resources=["*"],
-                )
-            )
+        # The durable callback APIs are granted per function by grant_durable_wait, on that function's
+        # durable executions only (never Resource '*').
         acknowledge(
             self._resumer,
             "states:SendTaskSuccess/SendTaskFailure take no resource-level permission (a task token names no "
-            "resource), the Lambda durable callback APIs likewise; X-Ray and CloudWatch Logs delivery actions "
-            "of an Express state machine require Resource '*' (AWS forces these).",
+            "resource); X-Ray and CloudWatch Logs delivery actions of an Express state machine require "
+            "Resource '*' (AWS forces these).",
             "AwsSolutions-IAM5[Resource::*]",
         )
 
@@ -217,13 +212,13 @@ class CallbackPattern(Construct):
             taken.add(source.namespace)
         return taken
 
-    def _register(self, source: JobSource) -> events.Rule:
+    def _register(self, source: JobSource, event_bus: events.IEventBus | None = None) -> events.Rule:
         self._sources.append(source)
         rule_id = "Rule" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", source.namespace) if part)
         rule = events.Rule(
             self,
             rule_id,
-            event_bus=self._event_bus,
+            event_bus=event_bus or self._event_bus,
             event_pattern=_event_pattern(source.rule_pattern()),
             description=f"Completion events of {source.namespace} jobs -> callback resumer",
         )
@@ -250,6 +245,8 @@ class CallbackPattern(Construct):
             sources=self._sources,
             completion_ttl_seconds=int(self._completion_ttl.to_seconds()),
             durable=self._durable,
+            # A failed run reports its job here (message attribute kind = callback-resumer-failure).
+            dead_letter_queue_url=self._dead_letter_queue.queue_url,
         )
         return cdk.Stack.of(self).to_json_string(definition)
 
@@ -274,8 +271,9 @@ class CallbackPattern(Construct):
         ``attribute_not_exists(id)`` and pauses; when that put fails because the job's completion
         was already recorded, the branch claims that record and proceeds with its result (or fails
         with its error). Catch job failures, ``States.Timeout`` and ``States.HeartbeatTimeout`` on
-        the returned state, as on any task. Do not add a Retry to it: a retried wait finds its own
-        token record and fails with ``CallbackPattern.JobAlreadyAwaited``.
+        the returned state, as on any task. Its ``add_retry`` raises ``PropError``: a retried wait
+        would park a second token for the same job (retry the job's start and the wait together).
+        Several workflows may use the same ``id`` (each gets its own states).
 
         Args:
             id: Construct id and state name prefix, unique in the workflow.
@@ -306,6 +304,8 @@ class CallbackPattern(Construct):
         )
         if isinstance(source, JobSource) and source.namespace_path:
             errors.add("source", "serves several namespaces; pass one of its namespaces as a string")
+        if scope is not None and isinstance(id, str) and scope.node.try_find_child(f"{id} store token") is not None:
+            errors.add("id", f"{id!r} is already a wait step in {scope.node.path or 'the app'}: pick another id")
         check_wait(
             errors,
             id=id,
@@ -317,6 +317,14 @@ class CallbackPattern(Construct):
             callback_urls_enabled=self._callback_urls is not None,
         )
         errors.raise_if_any()
+        served_by = next(src for src in self._sources if namespace in src.namespaces)
+        if scope is None and self.node.try_find_child(f"{id} store token") is not None:
+            # Another workflow already has a wait step with this id in this construct: its states
+            # go into a scope of their own (state names only need to be unique per workflow).
+            number = 2
+            while self.node.try_find_child(f"{id} #{number}") is not None:
+                number += 1
+            scope = Construct(self, f"{id} #{number}")
         return wait_states(
             scope or self,
             id,
@@ -327,14 +335,66 @@ class CallbackPattern(Construct):
             heartbeat=heartbeat,
             result_path=result_path,
             callback_secret_path=callback_secret_path,
+            stale_tolerance_seconds=served_by.stale_tolerance_seconds if served_by.reuses_job_ids else None,
         )
 
     def grant_wait(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Lets a workflow run the wait step: PutItem (park its token) and DeleteItem (claim an
-        early completion, conditioned on ``kind = completion`` in the request) on this table."""
-        grant = self._table.grant(grantee, "dynamodb:PutItem", "dynamodb:DeleteItem")
+        """Lets a workflow run the wait step: PutItem (park its token) and UpdateItem (claim an
+        early completion, turning it into a "resumed" marker, conditioned on ``kind = completion``
+        in the request) on this table."""
+        grant = self._table.grant(grantee, "dynamodb:PutItem", "dynamodb:UpdateItem")
         grant_table_key(self._table, grantee)
         return grant
+
+    def grant_durable_wait(self, function: lambda_.IFunction) -> None:
+        """Lets a Lambda durable function wait on this pattern (``lambda_src/callback_durable``) and
+        lets the resumer complete that function's callbacks. Needs ``durable_functions=True``.
+
+        The function may ``GetItem``, ``PutItem`` and ``DeleteItem`` on the token table (plus its
+        key) and send its own durable callbacks (the narrow race), unless it was imported without
+        its role (then grant these yourself); the resumer may
+        ``lambda:SendDurableExecutionCallbackSuccess``/``Failure`` on ``<function ARN>:*`` only:
+        Lambda authorizes these against the durable execution's ARN, a sub-resource of a function
+        version (``<function ARN>:<version>/durable-execution/<name>/<id>``).
+        """
+        if not self._durable:
+            raise PropError(
+                f"{type(self).__name__}.grant_durable_wait",
+                ["durable_functions: must be True to resume durable functions"],
+            )
+        if isinstance(function, lambda_.Alias):
+            function = function.version.lambda_
+        elif isinstance(function, lambda_.Version):
+            function = function.lambda_
+        policy_id = "DurableCallbacks" + cdk.Names.unique_id(function)[-200:]
+        if self.node.try_find_child(policy_id) is not None:
+            return  # granted already
+        executions = f"{function.function_arn}:*"
+        callbacks = iam.PolicyStatement(
+            actions=["lambda:SendDurableExecutionCallbackSuccess", "lambda:SendDurableExecutionCallbackFailure"],
+            resources=[executions],
+        )
+        self._resumer.add_to_role_policy(callbacks)
+        if function.role is not None:  # an imported function without its role: grant it yourself
+            self._table.grant(function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+            grant_table_key(self._table, function)
+        own: iam.Policy | None = None
+        if function.role is not None:
+            # Not in the role's default policy: the function depends on that one, and this statement
+            # names the function's own ARN (a circular dependency).
+            own = iam.Policy(self, policy_id, statements=[callbacks], roles=[function.role])
+        else:
+            Construct(self, policy_id)  # marks the function as granted
+        finding = _arn_finding(cdk.Stack.of(self).resolve(function.function_arn))
+        if finding is not None:
+            reason = (
+                "Lambda authorizes the durable callback APIs against the durable execution's ARN, a sub-resource "
+                "of a function version (<function ARN>:<version>/durable-execution/...): '<function ARN>:*' names "
+                "the executions of this one function."
+            )
+            for grantee in (self._resumer, own):
+                if grantee is not None:
+                    acknowledge(grantee, reason, f"AwsSolutions-IAM5[Resource::{finding}:*]")
 
     # ------------------------------------------------------------------ callback URLs
     def enable_callback_urls(
@@ -342,11 +402,13 @@ class CallbackPattern(Construct):
     ) -> CallbackUrls:
         """Opt-in HTTPS callbacks for third parties (``POST /callbacks/{namespace}/{jobId}``).
 
-        Builds ``CallbackUrls`` (see ``callback_urls.py``) with this pattern's table and event bus
-        and registers the callback-URL job source (one source for all ``namespaces``; the
-        namespace is read from each event). Waits then name one of ``namespaces`` as their source
-        and pass ``callback_secret_path`` for per-job secrets. Other keyword arguments go to
-        ``CallbackUrls``. Returns the ``CallbackUrls`` construct (``api``, ``function``, ``url``).
+        Builds ``CallbackUrls`` (see ``callback_urls.py``) with this pattern's table and completion
+        TTL, and registers the callback-URL job source (one source for all ``namespaces``; the
+        namespace is read from each event) on the construct's own bus (``CallbackUrls.event_bus``,
+        where only its handler may put events), not on this pattern's ``event_bus``. Waits then
+        name one of ``namespaces`` as their source and pass ``callback_secret_path`` for per-job
+        secrets. Other keyword arguments go to ``CallbackUrls``. Returns the ``CallbackUrls``
+        construct (``api``, ``function``, ``url``, ``event_bus``).
         """
         from cdk_serverless_patterns.callback.callback_urls import CallbackUrls
 
@@ -356,11 +418,10 @@ class CallbackPattern(Construct):
         source = JobSource.callback_url(namespaces=list(namespaces))
         _check_sources(errors, [source], taken=self._taken_namespaces(), prop="namespaces")
         errors.raise_if_any()
-        urls = CallbackUrls(
-            self, id, table=self._table, event_bus=self._event_bus, namespaces=list(namespaces), **kwargs
-        )
+        kwargs.setdefault("completion_ttl", self._completion_ttl)
+        urls = CallbackUrls(self, id, table=self._table, namespaces=list(namespaces), **kwargs)
         self._callback_urls = urls
-        self._register(source)
+        self._register(source, event_bus=urls.event_bus)
         return urls
 
     # ------------------------------------------------------------------ exposed resources
@@ -381,7 +442,8 @@ class CallbackPattern(Construct):
 
     @property
     def dead_letter_queue(self) -> sqs.IQueue:
-        """Where completion events go that could not start the resumer."""
+        """Where completion events go that could not start the resumer, and the resumer's own
+        reports of runs that failed (message attribute ``kind = callback-resumer-failure``)."""
         return self._dead_letter_queue
 
     @property
@@ -418,6 +480,15 @@ def _check_sources(errors: PropErrors, sources: list[JobSource], *, taken: set[s
             if namespace in seen:
                 errors.add(f"{where}.namespace", f"{namespace!r} is already registered: namespaces must be unique")
             seen.add(namespace)
+
+
+def _arn_finding(arn: Any) -> str | None:
+    """How cdk-nag writes a function ARN in a finding: a literal ARN, or ``<LogicalId.Arn>``."""
+    if isinstance(arn, str):
+        return arn
+    if isinstance(arn, dict) and set(arn) == {"Fn::GetAtt"} and arn["Fn::GetAtt"][1] == "Arn":
+        return f"<{arn['Fn::GetAtt'][0]}.Arn>"
+    return None
 
 
 def _event_pattern(pattern: dict[str, Any]) -> events.EventPattern:

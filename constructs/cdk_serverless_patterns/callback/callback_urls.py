@@ -2,16 +2,19 @@
 
 ``POST /callbacks/{namespace}/{jobId}`` on a regional REST API. The handler
 (``lambda_src/callback_url``) authenticates every call itself, with the per-job secret stored as a
-hash in the job's token record or with an HMAC signature, rejects replays, and resumes the waiting
-workflow through the pattern's own path: one completion event on the pattern's event bus.
+hash in the job's token record or with an HMAC signature over the namespace, job id and body,
+rejects replays, claims the token record with a random claim id and resumes the waiting workflow
+through the pattern's own path: one completion event, naming the claim, on a dedicated event bus
+that only the handler's role may put events on.
 
-``CallbackPattern`` builds it with its table and bus (``enable_callback_urls``); it can also be used
-on its own with any table that follows the token-record contract.
+``CallbackPattern`` builds it with its table (``enable_callback_urls``) and registers the callback-URL
+job source on :attr:`CallbackUrls.event_bus`; it can also be used on its own with any table that
+follows the token-record contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import aws_cdk as cdk
@@ -42,6 +45,8 @@ NAMESPACE_PATTERN = contract.NAMESPACE_PATTERN
 MAX_BODY_SIZE_LIMIT = 200 * 1024
 DEFAULT_MAX_BODY_SIZE = 128 * 1024
 _MAX_NAMESPACES = 50  # each one is a LeadingKeys pattern in the handler's policy
+#: The statement id of the callback bus's resource policy (see :attr:`CallbackUrls.event_bus`).
+BUS_POLICY_SID = "OnlyTheCallbackHandlerPutsEvents"
 
 
 class CallbackUrls(Construct):
@@ -49,22 +54,27 @@ class CallbackUrls(Construct):
 
     Args:
         table: The token table (partition key ``id`` = ``<namespace>#<jobId>``). The handler may
-            only GetItem and UpdateItem in it, and only on keys of the configured namespaces.
-        event_bus: The bus the pattern's resumer listens on; the handler may only PutEvents to it.
+            only GetItem and UpdateItem in it (and PutItem with ``accept_early_callbacks``), and
+            only on keys of the configured namespaces.
         namespaces: The namespaces that accept callbacks (1 to 50, unique, each 1-64 characters of
             ``A-Z a-z 0-9 _ . -``). A call for any other namespace is rejected with 400.
         auth: ``"secret"`` (default): the caller presents the job's own secret in header
             ``X-Callback-Secret``; the workflow stored its SHA-256 in the token record
-            (``callbackSecretHash``). ``"hmac"``: the caller signs ``"<X-Timestamp>.<body>"`` with
-            HMAC-SHA256 under the key in ``hmac_secret`` and sends ``X-Signature: sha256=<hex>``;
-            the body must name its ``jobId``.
-        hmac_secret: The Secrets Manager secret holding the HMAC key (its SecretString). Required
-            with, and only allowed with, ``auth="hmac"``. The handler reads it at run time and
-            caches it per execution environment; the key is never put in an environment variable.
+            (``callbackSecretHash``). ``"hmac"``: the caller signs
+            ``"v1\n<X-Timestamp>\n<namespace>\n<jobId>\n<body>"`` with HMAC-SHA256 under the
+            namespace's key and sends ``X-Signature: sha256=<hex>`` (``callback/signing.py``).
+        hmac_secret: The Secrets Manager secret holding the HMAC key of every namespace (its
+            SecretString). With ``auth="hmac"``, exactly one of ``hmac_secret`` and ``hmac_secrets``
+            is required. The handler reads it at run time and caches it per execution
+            environment; the key is never put in an environment variable.
+        hmac_secrets: Per-namespace keys: namespace -> the secret holding that namespace's key
+            (every namespace needs one), so that each third party has its own key.
         accept_early_callbacks: ``auth="hmac"`` only. A signed callback for a job whose waiter has not
-            stored its token yet (the early-completion race) is published anyway; the pattern's
-            resumer records the completion and the wait proceeds with it. Default: False (such a
-            callback is answered 404 and the caller retries).
+            stored its token yet (the early-completion race) is recorded by the handler as the job's
+            completion (``attribute_not_exists(id)``), and the wait proceeds with it when it parks.
+            Default: False (such a callback is answered 404 and the caller retries).
+        completion_ttl: How long an early completion is kept for its waiter (the pattern passes its
+            own ``completion_ttl``). Default: 1 hour. Between 1 minute and 30 days.
         replay_window: How far ``X-Timestamp`` may be from the handler's clock (``auth="hmac"``).
             Default: 5 minutes. Between 30 seconds and 1 hour.
         max_body_size: Largest accepted body, in bytes. Default: 128 KiB. At most 200 KiB (the
@@ -92,11 +102,12 @@ class CallbackUrls(Construct):
         id: str,
         *,
         table: dynamodb.ITable,
-        event_bus: events.IEventBus,
         namespaces: Sequence[str],
         auth: CallbackAuth = "secret",
         hmac_secret: secretsmanager.ISecret | None = None,
+        hmac_secrets: Mapping[str, secretsmanager.ISecret] | None = None,
         accept_early_callbacks: bool = False,
+        completion_ttl: cdk.Duration = cdk.Duration.hours(1),
         replay_window: cdk.Duration = cdk.Duration.minutes(5),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         stage_name: str = "v1",
@@ -133,7 +144,9 @@ class CallbackUrls(Construct):
             namespaces=namespaces,
             auth=auth,
             hmac_secret=hmac_secret,
+            hmac_secrets=hmac_secrets,
             accept_early_callbacks=accept_early_callbacks,
+            completion_ttl=completion_ttl,
             replay_window=replay_window,
             max_body_size=max_body_size,
         )
@@ -142,11 +155,19 @@ class CallbackUrls(Construct):
         self._namespaces = tuple(namespaces)
         self._auth: CallbackAuth = auth
         self._hmac_secret = hmac_secret
+        self._hmac_secrets = dict(hmac_secrets or {})
+
+        # --- the callback bus: only the handler puts events on it (see _restrict_bus) ------------
+        self._event_bus = events.EventBus(
+            self,
+            "Bus",
+            description="Completion events of authenticated HTTPS callbacks; only the callback handler may put events",
+        )
 
         # --- the handler -----------------------------------------------------------------------
         environment = {
             contract.ENV_TABLE: table.table_name,
-            contract.ENV_EVENT_BUS: event_bus.event_bus_name,
+            contract.ENV_EVENT_BUS: self._event_bus.event_bus_name,
             contract.ENV_NAMESPACES: ",".join(namespaces),
             contract.ENV_AUTH_MODE: auth,
             contract.ENV_REPLAY_WINDOW_SECONDS: str(int(replay_window.to_seconds())),
@@ -154,8 +175,13 @@ class CallbackUrls(Construct):
         }
         if hmac_secret is not None:
             environment[contract.ENV_HMAC_SECRET_ARN] = hmac_secret.secret_arn  # where the key is, never the key
+        if self._hmac_secrets:
+            environment[contract.ENV_HMAC_SECRET_ARNS] = cdk.Stack.of(self).to_json_string(
+                {namespace: secret.secret_arn for namespace, secret in sorted(self._hmac_secrets.items())}
+            )
         if accept_early_callbacks:
             environment[contract.ENV_ACCEPT_EARLY_CALLBACKS] = "true"
+            environment[contract.ENV_COMPLETION_TTL_SECONDS] = str(int(completion_ttl.to_seconds()))
         self._function = pattern_function(
             self,
             "Handler",
@@ -166,7 +192,8 @@ class CallbackUrls(Construct):
             timeout=cdk.Duration.seconds(20),  # under API Gateway's 29 s integration timeout
             memory_size=256,
         )
-        self._grant(table, event_bus, hmac_secret)
+        self._grant(table, [hmac_secret, *self._hmac_secrets.values()], accept_early_callbacks)
+        self._restrict_bus()
         acknowledge(
             self._function,
             "API Gateway invokes this function synchronously and returns its errors to the caller, who "
@@ -194,7 +221,7 @@ class CallbackUrls(Construct):
         model = self._api.add_model(
             "CallbackBody",
             content_type="application/json",
-            schema=_body_schema(auth),
+            schema=_body_schema(),
             description="A job callback: its status, output, and error and cause on failure",
         )
         job = self._api.root.add_resource("callbacks").add_resource("{namespace}").add_resource("{jobId}")
@@ -222,13 +249,17 @@ class CallbackUrls(Construct):
     def _grant(
         self,
         table: dynamodb.ITable,
-        event_bus: events.IEventBus,
-        hmac_secret: secretsmanager.ISecret | None,
+        hmac_secrets: Sequence[secretsmanager.ISecret | None],
+        accept_early_callbacks: bool,
     ) -> None:
-        """Least privilege: read and claim token records of our namespaces, put events on one bus."""
+        """Least privilege: read and claim token records of our namespaces (and record early
+        completions with ``accept_early_callbacks``), put events on the callback bus."""
+        actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+        if accept_early_callbacks:
+            actions.append("dynamodb:PutItem")
         self._function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                actions=actions,
                 resources=[table.table_arn],
                 conditions={
                     "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{ns}#*" for ns in self._namespaces]}
@@ -238,13 +269,34 @@ class CallbackUrls(Construct):
         if table.encryption_key is not None:
             # DynamoDB uses the table's customer-managed key on the caller's behalf (no wildcard actions).
             table.encryption_key.grant(self._function, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
-        event_bus.grant_put_events_to(self._function)
-        if hmac_secret is not None:
+        self._event_bus.grant_put_events_to(self._function)
+        keys = [secret for secret in hmac_secrets if secret is not None]
+        if keys:
             self._function.add_to_role_policy(
-                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[hmac_secret.secret_arn])
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn for secret in keys]
+                )
             )
-            if hmac_secret.encryption_key is not None:
-                hmac_secret.encryption_key.grant_decrypt(self._function)
+            for secret in keys:
+                if secret.encryption_key is not None:
+                    secret.encryption_key.grant_decrypt(self._function)
+
+    def _restrict_bus(self) -> None:
+        """The bus's resource policy denies ``events:PutEvents`` to every principal but the handler's
+        role, whatever their identity policies allow: a forged ``Job Callback`` event cannot be put
+        on it (the resumer also checks the claim the event names, see ``JobSource.claim_bound``)."""
+        role = self._function.role
+        assert role is not None  # pattern_function always creates the role
+        self._event_bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=BUS_POLICY_SID,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"],
+                resources=[self._event_bus.event_bus_arn],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": role.role_arn}},
+            )
+        )
 
     @property
     def api(self) -> apigw.RestApi:
@@ -255,6 +307,13 @@ class CallbackUrls(Construct):
     def method(self) -> apigw.Method:
         """``POST /callbacks/{namespace}/{jobId}``."""
         return self._method
+
+    @property
+    def event_bus(self) -> events.EventBus:
+        """The callback bus: the handler puts its completion events here, and its resource policy
+        denies ``events:PutEvents`` to every other principal. The callback-URL job source's rule
+        listens on it."""
+        return self._event_bus
 
     @property
     def function(self) -> lambda_.Function:
@@ -294,8 +353,13 @@ class CallbackUrls(Construct):
 
     @property
     def hmac_secret(self) -> secretsmanager.ISecret | None:
-        """The secret holding the HMAC key (``auth="hmac"``)."""
+        """The secret holding the HMAC key of every namespace (``auth="hmac"``)."""
         return self._hmac_secret
+
+    @property
+    def hmac_secrets(self) -> dict[str, secretsmanager.ISecret]:
+        """The per-namespace HMAC keys (``hmac_secrets``), by namespace."""
+        return dict(self._hmac_secrets)
 
 
 def _check_callback_props(
@@ -304,7 +368,9 @@ def _check_callback_props(
     namespaces: list[str],
     auth: str,
     hmac_secret: secretsmanager.ISecret | None,
+    hmac_secrets: Mapping[str, secretsmanager.ISecret] | None,
     accept_early_callbacks: bool,
+    completion_ttl: cdk.Duration,
     replay_window: cdk.Duration,
     max_body_size: int,
 ) -> None:
@@ -322,16 +388,31 @@ def _check_callback_props(
         errors.require(not duplicates, "namespaces", f"{', '.join(map(repr, duplicates))} listed more than once")
     if errors.one_of(auth, "auth", ("secret", "hmac")):
         if auth == "hmac":
-            errors.require(hmac_secret is not None, "hmac_secret", 'is required with auth="hmac"')
+            if hmac_secrets is None:
+                errors.require(hmac_secret is not None, "hmac_secret", 'is required with auth="hmac" (or hmac_secrets)')
+            elif errors.require(
+                hmac_secret is None, "hmac_secrets", "cannot be combined with hmac_secret: one key for all, or one each"
+            ):
+                listed = set(namespaces) if all(isinstance(ns, str) for ns in namespaces) else set()
+                keyless = sorted(listed - set(hmac_secrets))
+                errors.require(not keyless, "hmac_secrets", f"no key for namespace(s) {', '.join(map(repr, keyless))}")
+                unknown = sorted(str(ns) for ns in set(hmac_secrets) - listed)
+                errors.require(not unknown, "hmac_secrets", f"{', '.join(map(repr, unknown))} not among namespaces")
         else:
             errors.require(
                 hmac_secret is None, "hmac_secret", 'is only used with auth="hmac" (per-job secrets need no key)'
+            )
+            errors.require(
+                hmac_secrets is None, "hmac_secrets", 'is only used with auth="hmac" (per-job secrets need no key)'
             )
     errors.require(
         not accept_early_callbacks or auth == "hmac",
         "accept_early_callbacks",
         'needs auth="hmac": a per-job secret can only be checked against the token record, which an early '
         "callback does not have yet",
+    )
+    errors.duration_between(
+        completion_ttl, "completion_ttl", minimum=cdk.Duration.minutes(1), maximum=cdk.Duration.days(30)
     )
     errors.duration_between(
         replay_window, "replay_window", minimum=cdk.Duration.seconds(30), maximum=cdk.Duration.hours(1)
@@ -344,13 +425,13 @@ def _check_callback_props(
     )
 
 
-def _body_schema(auth: str) -> apigw.JsonSchema:
+def _body_schema() -> apigw.JsonSchema:
     """The body, validated by API Gateway before the handler runs (the handler checks it again)."""
     return apigw.JsonSchema(
         schema=apigw.JsonSchemaVersion.DRAFT4,
         title="JobCallback",
         type=apigw.JsonSchemaType.OBJECT,
-        required=["status", "jobId"] if auth == "hmac" else ["status"],
+        required=["status"],  # the HMAC signature covers the URL's namespace and job id
         additional_properties=False,
         properties={
             "status": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, enum=["SUCCEEDED", "FAILED"]),

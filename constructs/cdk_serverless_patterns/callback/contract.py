@@ -20,6 +20,9 @@ TTL_ATTRIBUTE = "ttl"
 KIND_ATTRIBUTE = "kind"
 KIND_TOKEN = "token"
 KIND_COMPLETION = "completion"
+#: The marker the resumer (and the wait step, when it takes an early completion) leaves where a
+#: waiter was resumed: late duplicates end as ``DUPLICATE``; a new waiter for the id may park over it.
+KIND_RESUMED = "resumed"
 #: ``backend`` of a token record: who waits, and so how the resumer resumes it.
 BACKEND_STEP_FUNCTIONS = "stepfunctions"
 BACKEND_DURABLE = "durable"
@@ -48,6 +51,8 @@ ENV_AUTH_MODE = "AUTH_MODE"
 ENV_REPLAY_WINDOW_SECONDS = "REPLAY_WINDOW_SECONDS"
 ENV_MAX_BODY_BYTES = "MAX_BODY_BYTES"
 ENV_HMAC_SECRET_ARN = "HMAC_SECRET_ARN"
+#: Per-namespace HMAC keys: a JSON object ``{"<namespace>": "<secret ARN>"}`` (instead of ``HMAC_SECRET_ARN``).
+ENV_HMAC_SECRET_ARNS = "HMAC_SECRET_ARNS"
 ENV_ACCEPT_EARLY_CALLBACKS = "ACCEPT_EARLY_CALLBACKS"
 AUTH_MODES = ("secret", "hmac")
 #: The handler's claim on a token record (a random request id it writes before publishing), and the
@@ -56,6 +61,8 @@ CLAIM_ATTRIBUTE = "callbackRequestId"
 CLAIM_ID_FIELD = "claimId"
 #: How long the handler keeps an early completion it writes itself (seconds), as the resumer does.
 ENV_COMPLETION_TTL_SECONDS = "COMPLETION_TTL_SECONDS"
+#: The canonical form of the HMAC signature's message (see ``callback/signing.py``).
+SIGNATURE_VERSION = "v1"
 
 # --- errors a workflow or function sees ----------------------------------------------------------
 #: A second wait step parked for the same job id.

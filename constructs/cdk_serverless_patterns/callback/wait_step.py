@@ -11,6 +11,7 @@ is in ``contract.py``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
@@ -18,7 +19,8 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from cdk_serverless_patterns.callback import asl, contract
 from cdk_serverless_patterns.callback.sources import is_path, jsonata_path
-from cdk_serverless_patterns.core import PropErrors
+from cdk_serverless_patterns.core import PropError, PropErrors, human_duration
+from cdk_serverless_patterns.core.props import milliseconds
 from constructs import Construct
 
 #: Standard workflows run at most a year; a wait longer than that can never be resumed.
@@ -47,15 +49,22 @@ def check_wait(
         f"{id!r} must be 1-60 characters of letters, digits, space and _ . ( ) -",
     )
     errors.require(is_path(job_id_path), "job_id_path", f"{job_id_path!r} is not a path into the state like '$.JobId'")
+    # Step Functions takes TimeoutSeconds and HeartbeatSeconds in whole seconds.
     if errors.require(timeout is not None, "timeout", "is required: a wait must never last forever"):
-        errors.duration_between(timeout, "timeout", minimum=cdk.Duration.seconds(1), maximum=MAX_TIMEOUT)
-    if heartbeat is not None and timeout is not None:
-        errors.duration_between(heartbeat, "heartbeat", minimum=cdk.Duration.seconds(1))
-        errors.require(
-            heartbeat.to_seconds() < timeout.to_seconds(),
-            "heartbeat",
-            f"must be shorter than timeout ({timeout.to_seconds():g} s), got {heartbeat.to_seconds():g} s",
+        errors.duration_between(
+            timeout, "timeout", minimum=cdk.Duration.seconds(1), maximum=MAX_TIMEOUT, concrete=True, whole_seconds=True
         )
+    if heartbeat is not None:
+        heartbeat_ok = errors.duration_between(
+            heartbeat, "heartbeat", minimum=cdk.Duration.seconds(1), concrete=True, whole_seconds=True
+        )
+        timeout_ms = milliseconds(timeout) if isinstance(timeout, cdk.Duration) else None
+        if heartbeat_ok and timeout_ms is not None:
+            errors.require(
+                (milliseconds(heartbeat) or 0) < timeout_ms,
+                "heartbeat",
+                f"must be shorter than timeout ({human_duration(timeout)}), got {human_duration(heartbeat)}",
+            )
     errors.require(
         result_path is None or bool(_RESULT_PATH.match(result_path)),
         "result_path",
@@ -81,7 +90,11 @@ def wait_states(
     heartbeat: cdk.Duration | None,
     result_path: str | None,
     callback_secret_path: str | None,
-) -> sfn.Parallel:
+    stale_tolerance_seconds: int | None = None,
+) -> WaitStep:
+    """The wait step's states. ``stale_tolerance_seconds``: for a source that reuses job ids, an
+    early completion dated more than this many seconds before the execution's start (at one-second
+    precision) belongs to an earlier run and is dropped; ``None`` (unique ids): never dropped."""
     timeout_seconds = int(timeout.to_seconds())
     expires_after = timeout_seconds + int(TOKEN_RECORD_GRACE.to_seconds())
     record_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, '$states.input')})"
@@ -109,7 +122,10 @@ def wait_states(
         "Arguments": {
             "TableName": table_name,
             "Item": item,
-            "ConditionExpression": "attribute_not_exists(id)",
+            # A "resumed" marker (an earlier run of this job id was resumed) does not block a new waiter.
+            "ConditionExpression": "attribute_not_exists(id) OR #kind = :resumed",
+            "ExpressionAttributeNames": {"#kind": contract.KIND_ATTRIBUTE},
+            "ExpressionAttributeValues": {":resumed": {"S": asl.KIND_RESUMED}},
         },
         "TimeoutSeconds": timeout_seconds,
         "Output": f"{{% {asl.result_output(result_path, '$states.result')} %}}",
@@ -123,13 +139,25 @@ def wait_states(
         state_json={
             "Type": "Task",
             "QueryLanguage": "JSONata",
-            "Resource": asl.DDB_DELETE,
+            # The completion becomes a "resumed" marker (until its TTL): a late duplicate of the
+            # event then ends DUPLICATE instead of recording a completion nobody will take.
+            "Resource": asl.DDB_UPDATE,
             "Arguments": {
                 "TableName": table_name,
                 "Key": {contract.TABLE_KEY: {"S": f"{{% {claim_key} %}}"}},
+                "UpdateExpression": "SET #kind = :resumed, #result = :taken REMOVE #output, #cause",
                 "ConditionExpression": "#kind = :completion",
-                "ExpressionAttributeNames": {"#kind": "kind"},
-                "ExpressionAttributeValues": {":completion": {"S": "completion"}},
+                "ExpressionAttributeNames": {
+                    "#kind": contract.KIND_ATTRIBUTE,
+                    "#result": "result",
+                    "#output": "output",
+                    "#cause": "cause",
+                },
+                "ExpressionAttributeValues": {
+                    ":completion": {"S": contract.KIND_COMPLETION},
+                    ":resumed": {"S": asl.KIND_RESUMED},
+                    ":taken": {"S": "TAKEN"},
+                },
                 "ReturnValues": "ALL_OLD",
             },
             "Output": f"{{% {{'input': {saved}, 'record': $states.result.Attributes}} %}}",
@@ -156,8 +184,9 @@ def wait_states(
         error="{% $states.input.record.error.S %}",
         cause="{% $states.input.record.cause.S %}",
     )
-    # A completion from before this execution started belongs to an earlier run of a reused job
-    # id (a late duplicate event): drop it and park the token as if it were not there.
+    # For a source that reuses job ids: a completion dated before this execution started (at the
+    # event's one-second precision, beyond the tolerance) belongs to an earlier run of the job id
+    # (a late duplicate event): drop it and park the token as if it were not there.
     stale = sfn.Pass(
         scope,
         f"{id} drop stale completion",
@@ -165,19 +194,23 @@ def wait_states(
         outputs="{% $states.input.input %}",
     )
     succeeded = sfn.Choice(scope, f"{id} early completion succeeded?", query_language=sfn.QueryLanguage.JSONATA)
-    succeeded.when(
-        sfn.Condition.jsonata(
-            "{% $exists($states.input.record.eventTime.S) and $states.input.record.eventTime.S != '' and "
-            "$toMillis($states.input.record.eventTime.S) < $toMillis($states.context.Execution.StartTime) %}"
-        ),
-        stale.next(store),
-    ).when(sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result).otherwise(
+    if stale_tolerance_seconds is not None:
+        event_time = "$states.input.record.eventTime.S"
+        succeeded.when(
+            sfn.Condition.jsonata(
+                f"{{% $exists({event_time}) and $contains({event_time}, {asl.ISO_SECONDS}) and "
+                f"$floor($toMillis({event_time}) / 1000) < "
+                f"$floor($toMillis($states.context.Execution.StartTime) / 1000) - {int(stale_tolerance_seconds)} %}}"
+            ),
+            stale.next(store),
+        )
+    succeeded.when(sfn.Condition.jsonata("{% $states.input.record.status.S = 'SUCCEEDED' %}"), early_result).otherwise(
         early_failure
     )
     store.add_catch(claim, errors=[asl.CONDITIONAL_CHECK_FAILED], assign={saved[1:]: "{% $states.input %}"})
     claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
     claim.next(succeeded)
-    wait = sfn.Parallel(
+    wait = WaitStep(
         scope,
         id,
         comment=f"Waits for the completion event of a {namespace} job (CallbackPattern)",
@@ -185,6 +218,36 @@ def wait_states(
     )
     wait.branch(store)
     return wait
+
+
+class WaitStep(sfn.Parallel):
+    """The state :meth:`CallbackPattern.wait_for_job` returns: a Parallel state that refuses a Retry.
+
+    A retried wait would park a second token for the same job id: it fails with
+    ``CallbackPattern.JobAlreadyAwaited`` while its own record is there, or, after its job was
+    resumed, waits for an event that already came until its timeout. Retry the state that starts
+    the job and the wait together instead (both in a Parallel state, or a child workflow).
+    """
+
+    def add_retry(
+        self,
+        *,
+        backoff_rate: float | None = None,
+        errors: Sequence[str] | None = None,
+        interval: cdk.Duration | None = None,
+        jitter_strategy: sfn.JitterType | None = None,
+        max_attempts: float | None = None,
+        max_delay: cdk.Duration | None = None,
+    ) -> sfn.Parallel:
+        raise PropError(
+            f"CallbackPattern wait step {self.node.id!r}.add_retry",
+            [
+                f"errors: {list(errors) if errors else ['States.ALL']} cannot be retried on a wait step: a retry "
+                "parks a second token for the same job (it fails with CallbackPattern.JobAlreadyAwaited, or waits "
+                "for an event that already came); retry the state that starts the job together with the wait "
+                "(wrap both in a Parallel state or a child workflow) or catch the error instead"
+            ],
+        )
 
 
 def _variable_name(state_id: str) -> str:

@@ -107,6 +107,14 @@ def _create_state_machine(client: Clients, physical: str, props: dict[str, Any])
     )
 
 
+def _event_bus_names(logical_id: str, physical: str, region: str) -> tuple[str, str]:
+    return physical, f"arn:aws:events:{region}:{ACCOUNT}:event-bus/{physical}"
+
+
+def _create_event_bus(client: Clients, physical: str, props: dict[str, Any]) -> None:
+    client("events").create_event_bus(Name=physical)
+
+
 def _create_rule(client: Clients, physical: str, props: dict[str, Any]) -> None:
     events = client("events")
     bus = props.get("EventBusName", "default")
@@ -132,6 +140,7 @@ def _other_names(logical_id: str, physical: str, region: str) -> tuple[str, str]
 RESOURCE_TYPES: dict[str, ResourceType] = {
     "AWS::DynamoDB::Table": ResourceType(_table_names, _create_table, order=0),
     "AWS::SQS::Queue": ResourceType(_queue_names, _create_queue, order=0),
+    "AWS::Events::EventBus": ResourceType(_event_bus_names, _create_event_bus, order=0),
     "AWS::StepFunctions::StateMachine": ResourceType(_state_machine_names, _create_state_machine, order=1),
     "AWS::Events::Rule": ResourceType(_other_names, _create_rule, order=2),
     "AWS::IAM::Role": ResourceType(_role_names),

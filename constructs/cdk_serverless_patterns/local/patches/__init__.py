@@ -21,12 +21,15 @@ MEASURED_ON = "5.2.5"
 #: The patch modules, in the order they are installed (each has an ``install()``).
 PATCHES = (
     "jsonata_engine",
+    "jsonata_variables",
     "aws_sdk_parameters",
     "eventbridge_targets",
     "send_task_failure",
     "parallel_errors",
     "stop_execution",
     "parser_scope",
+    "parse_cache",
+    "task_token_race",
 )
 
 _LOCK = threading.Lock()

@@ -16,6 +16,7 @@ Delete the patch (and its line in ``patches.PATCHES``) when moto maps the names 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,15 @@ def route_aws_sdk(service: str, action: str, handler: Callable[..., Any] | None)
             _ROUTES[key] = handler
 
 
+@functools.cache
+def _service_model(service: str) -> Any:
+    """botocore's model of ``service``, loaded once per process (loading it costs tens of ms, and
+    every ``aws-sdk`` task needs it)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
 def install() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
         StateTaskServiceAwsSdk,
@@ -48,8 +58,6 @@ def install() -> None:
     def eval_service_task(
         self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
     ) -> None:
-        import botocore.session
-
         service = self._get_boto_service_name()
         action = self.resource.api_action
         with _ROUTES_LOCK:
@@ -57,7 +65,7 @@ def install() -> None:
         if route is not None:
             env.stack.append(route(**normalised_parameters) or {})
             return
-        model = botocore.session.get_session().get_service_model(service)
+        model = _service_model(service)
         operation = next((name for name in model.operation_names if name.lower() == action.lower()), None)
         if operation is not None:
             shape = model.operation_model(operation).input_shape

@@ -8,11 +8,9 @@ AWS starts the state machine's execution with the event (or the target's ``Input
 ``InputPath`` or input transformer applied to it), and sends the event to the target's
 dead-letter queue when the start fails. This patch does that with moto's own pattern matching and
 input-transformer parser, and gives each execution an explicit name (``event-<uuid>``; moto needs
-one).
-
-Known difference, kept as it is: the event's ``time`` reaches the execution as moto holds it, a
-Unix timestamp (a number), where AWS sends an ISO 8601 string to the second
-(``"2024-01-01T12:00:00Z"``); moto converts it only on its SQS and logs paths.
+one). The event's ``time`` reaches the execution as AWS sends it, an ISO 8601 string to the second
+(``"2024-01-01T12:00:00Z"``, fractions dropped), also through an input transformer: moto holds it
+as a Unix timestamp (a number) and converts it only on its SQS and logs paths.
 
 Delete this module (and its line in ``patches.PATCHES``) when moto delivers to ``states`` targets.
 """
@@ -31,6 +29,19 @@ def at_path(event: Any, path: str) -> Any:
         if key:
             node = node[key]
     return node
+
+
+def event_time(value: Any) -> Any:
+    """EventBridge's ``time``: ISO 8601 UTC to the second (``"2024-01-01T12:00:00Z"``), from the Unix
+    timestamp (number or numeric text) moto holds; anything else is left as it is."""
+    import datetime
+
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return value
+    moment = datetime.datetime.fromtimestamp(int(seconds // 1), tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def install() -> None:
@@ -54,20 +65,23 @@ def install() -> None:
             return
         from moto.stepfunctions.responses import get_backend
 
+        event: Any = dict(original_event)
+        if "time" in event:
+            event["time"] = event_time(event["time"])
         for target in states_targets:
             transformer = target.get("InputTransformer", {})
             if "Input" in target:
                 payload: Any = json.loads(target["Input"])
             elif "InputPath" in target:
-                payload = at_path(original_event, target["InputPath"])
+                payload = at_path(event, target["InputPath"])
             elif transformer:
                 payload = EventTemplateParser.parse(
                     input_template=transformer.get("InputTemplate"),
                     input_paths_map=transformer.get("InputPathsMap", {}),
-                    event=original_event,
+                    event=event,
                 )
             else:
-                payload = original_event
+                payload = event
             arn = parse_arn(target["Arn"])
             try:
                 get_backend(arn.account, arn.region).start_execution(
@@ -79,6 +93,7 @@ def install() -> None:
                 dead_letter = target.get("DeadLetterConfig", {}).get("Arn")
                 if not dead_letter:
                     raise
-                self._send_to_sqs_queue(parse_arn(dead_letter).resource_id, original_event, None)
+                # moto's SQS path converts the Unix time itself (in place): hand it a copy.
+                self._send_to_sqs_queue(parse_arn(dead_letter).resource_id, dict(original_event), None)
 
     setattr(Rule, "send_to_targets", send_to_targets)  # noqa: B010

@@ -308,13 +308,52 @@ def test_each_named_region_source_is_read(
     ("region", "message"),
     [
         ("not a region!", "cannot use region 'not a region!': Provided region_name 'not a region!' doesn't match"),
-        ("", "no AWS region is configured"),
     ],
 )
 def test_a_bad_region_is_one_line(dynamodb: Any, capsys: pytest.CaptureFixture[str], region: str, message: str) -> None:
     code, out, err = cli(capsys, "status", "--table", TABLE, "--region", region)
     assert code == 2 and out == ""
     assert message in one_line(err)
+
+
+@pytest.mark.parametrize("value", ["", " "])
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("--table", "name the state table, or leave --table out"),
+        ("--stack", "name the stack, or leave --stack out for ServerlessPatternsCircuitBreaker"),
+        ("--region", "name the region, or leave --region out"),
+    ],
+)
+def test_an_empty_option_is_one_line_naming_it(
+    dynamodb: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    hint: str,
+    value: str,
+) -> None:
+    """An empty --table or --stack is refused, not taken as the default stack (which exists here and
+    would answer); an empty --region says so even with AWS_REGION set (not "no region configured")."""
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName=circuit.DEFAULT_STACK,
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"CircuitBreakerTable0": {"Value": TABLE}},
+            }
+        ),
+    )
+    assert cli(capsys, "status")[0] == 0  # the default stack does lead to the table
+    code, out, err = cli(capsys, "status", option, value)
+    assert (code, out) == (2, "")
+    assert one_line(err).startswith(f"serverless-patterns circuit: {option} is empty: ")
+    assert hint in one_line(err)
+    assert "no AWS region is configured" not in err
+    code, out, err = cli(capsys, "open", "payments", option, value)  # a write is refused the same way
+    assert (code, out) == (2, "") and f"{option} is empty" in one_line(err)
+    assert get(dynamodb, "payments")["state"] == "OPEN" and get(dynamodb, "payments")["version"] == 4
 
 
 @pytest.mark.parametrize(

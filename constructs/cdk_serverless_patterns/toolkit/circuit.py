@@ -61,6 +61,15 @@ NO_REGION = (
     "the profile's section of the AWS config file"
 )
 
+#: What to do instead of passing an empty value (an empty option is refused, never taken as its default).
+EMPTY_OPTION_HINTS = {
+    "--table": (
+        f"name the state table, or leave --table out to read it from the outputs of --stack (default {DEFAULT_STACK})"
+    ),
+    "--stack": f"name the stack, or leave --stack out for {DEFAULT_STACK}",
+    "--region": "name the region, or leave --region out to use AWS_REGION, AWS_DEFAULT_REGION or the profile's region",
+}
+
 
 def add_parser(commands: Any) -> None:
     """Registers ``circuit`` on the CLI's subcommands."""
@@ -98,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
             f"{args.circuit_id!r} is not a circuit id (1-63 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit)"
         )
+    for option, value in (("--table", args.table), ("--stack", args.stack), ("--region", args.region)):
+        if value is not None and not value.strip():  # "" would otherwise mean "the default"
+            raise ToolkitError(f"{option} is empty: {EMPTY_OPTION_HINTS[option]}")
     operator = CircuitOperator.connect(
         table=args.table, stack=args.stack, region=args.region, endpoint_url=args.endpoint_url
     )

@@ -39,6 +39,9 @@ comes from the ``on_extension_error`` argument, else ``$CIRCUIT_BREAKER_ON_EXTEN
 again for ``retry_after`` (5 s by default): meanwhile the policy decides at once. Each reason for
 deciding by policy is logged once per process (a WARNING of the ``circuit_breaker_client``
 logger, with the reason in ``record.reason``), not once per call.
+
+A lookup interrupted mid-answer (a signal-based timeout, KeyboardInterrupt) closes its connection;
+after ``os.fork()`` the child's clients get their own connections, memo, queue and sender thread.
 """
 
 from __future__ import annotations
@@ -46,16 +49,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import re
 import socket
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 __all__ = [
@@ -224,10 +230,50 @@ def _exception_types(
 
 _NO_RESULT: Any = object()
 _DEFAULT_OUTCOMES = _Outcomes(None, None, None)
-#: HALF_OPEN permits taken by is_call_permitted, per thread or task: circuit id -> (taken at, status).
-_held_permits: ContextVar[dict[str, tuple[float, CircuitStatus]] | None] = ContextVar(
-    "circuit_breaker_held_permits", default=None
-)
+
+
+def _owner() -> tuple[int, int, int]:
+    """Who is calling: the process, the thread and the asyncio task (0 outside of one)."""
+    task = 0
+    asyncio = sys.modules.get("asyncio")  # not imported: no task can be running
+    if asyncio is not None:
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:  # no running event loop in this thread
+            current = None
+        task = id(current) if current is not None else 0
+    return os.getpid(), threading.get_ident(), task
+
+
+class _HeldPermit:
+    """A HALF_OPEN permit taken by ``is_call_permitted``: used once, by the thread or task that took it.
+
+    Context variables are copied into child tasks and ``asyncio.to_thread``; the owner check and the
+    one-shot claim make sure that a copy never lets a second call through on the same permit."""
+
+    __slots__ = ("_claim", "owner", "status", "taken_at")
+
+    def __init__(self, status: CircuitStatus) -> None:
+        self.status = status
+        self.taken_at = time.monotonic()
+        self.owner = _owner()
+        self._claim = threading.Lock()
+
+    def claim(self) -> CircuitStatus | None:
+        """The permit's status the first time the owner claims it in time; None otherwise."""
+        if self.owner != _owner() or not self._claim.acquire(blocking=False):
+            return None
+        return self.status if time.monotonic() - self.taken_at < PERMIT_HOLD_S else None
+
+
+#: HALF_OPEN permits taken by is_call_permitted, per thread or task: circuit id -> permit.
+_held_permits: ContextVar[dict[str, _HeldPermit] | None] = ContextVar("circuit_breaker_held_permits", default=None)
+#: Every client of the process, to reset in the child after ``os.fork()``.
+_clients: weakref.WeakSet[CircuitBreakerClient] = weakref.WeakSet()
+#: Start times of the guards entered in this thread or task, a linked stack (innermost first) of
+#: (guard, perf_counter() or -1, the frame below).
+_GuardFrame = tuple[Any, float, Any]
+_guard_starts: ContextVar[_GuardFrame | None] = ContextVar("circuit_breaker_guard_starts", default=None)
 
 
 class _Wire:
@@ -245,6 +291,12 @@ class _Wire:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+    def forget(self) -> None:
+        """In a forked child: closes the child's copy of the parent's connection (no shutdown, which
+        would end it for the parent too) and replaces a lock another thread may have held at the fork."""
+        self.lock = threading.Lock()
+        self.drop()
 
     def request(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """One request, bounded as a whole by ``timeout`` (call with ``lock`` held)."""
@@ -267,6 +319,11 @@ class _Wire:
                 if reused and attempt == 0 and not isinstance(error, TimeoutError) and time.monotonic() < deadline:
                     continue  # the extension closed an idle connection: once more on a new one
                 raise _ExtensionError(_reason_of(error), f"{type(error).__name__}: {error}") from error
+            except BaseException:
+                # Interrupted between send and answer (a signal-based timeout, KeyboardInterrupt): the
+                # answer would be left unread and taken for the next request's, so the connection goes.
+                self.drop()
+                raise
             if not keep_alive:
                 self.drop()
             if status_code == 403:
@@ -299,6 +356,9 @@ class _Wire:
             self.drop()
             if not statuses:
                 raise _ExtensionError(_reason_of(error), f"{type(error).__name__}: {error}") from error
+        except BaseException:
+            self.drop()  # interrupted: unread answers must not be taken for the next requests'
+            raise
         return statuses
 
     def outcome_request(self, circuit_id: str, success: bool, duration_ms: float) -> bytes:
@@ -393,6 +453,20 @@ class CircuitBreakerClient:
         self.outcomes_sent = 0
         self.outcomes_dropped = 0
         self.outcomes_failed = 0
+        _clients.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """The child of ``os.fork()`` gets its own connections, memo, outcome queue and sender thread:
+        the parent's connections would cross answers, and its sender thread does not exist in the child.
+        Reports the parent had queued are the parent's to send: the child drops them."""
+        self._wire.forget()
+        self._sender_wire.forget()
+        self._memo = {}
+        self._outcomes = deque()
+        self._wake = threading.Event()
+        self._sender = None
+        self._sender_lock = threading.Lock()
+        self._sending = False
 
     @property
     def _sock(self) -> socket.socket | None:
@@ -428,13 +502,27 @@ class CircuitBreakerClient:
         with wire.lock:
             if time.monotonic() < self._down_until:  # another thread just found the extension down
                 return self._by_policy(circuit_id, "UNKNOWN", self._down_reason, self._down_error)
-            try:
-                status_code, payload = wire.request("GET", path, b"")
-            except _ExtensionError as error:
-                if error.reason in EXTENSION_DOWN_REASONS and self.retry_after > 0:
-                    self._down_reason, self._down_error = error.reason, str(error)
-                    self._down_until = time.monotonic() + self.retry_after
-                return self._by_policy(circuit_id, "UNKNOWN", error.reason, str(error))
+            for attempt in range(2):
+                try:
+                    status_code, payload = wire.request("GET", path, b"")
+                except _ExtensionError as error:
+                    if error.reason in EXTENSION_DOWN_REASONS and self.retry_after > 0:
+                        self._down_reason, self._down_error = error.reason, str(error)
+                        self._down_until = time.monotonic() + self.retry_after
+                    return self._by_policy(circuit_id, "UNKNOWN", error.reason, str(error))
+                answered_for = payload.get("circuitId", circuit_id)
+                if answered_for == circuit_id:
+                    break
+                # The answer of another request (a connection out of step): never trust nor memoize
+                # it; the connection goes, and the question is asked once more on a new one.
+                wire.drop()
+                if attempt:
+                    return self._by_policy(
+                        circuit_id,
+                        "UNKNOWN",
+                        REASON_PROTOCOL,
+                        f"the extension answered for circuit {answered_for!r} when asked for {circuit_id!r}",
+                    )
         state = str(payload.get("state", "UNKNOWN"))
         if status_code == 404:
             return self._by_policy(
@@ -468,12 +556,13 @@ class CircuitBreakerClient:
         """True when a call to the circuit's service may go through now (takes a trial permit).
 
         In HALF_OPEN, the permit is held for the next ``guard``/``protected`` of the same circuit in
-        the same thread or task (within ``PERMIT_HOLD_S``), which uses it instead of taking another."""
+        the same thread or task (within ``PERMIT_HOLD_S``), which uses it instead of taking another;
+        child tasks and ``asyncio.to_thread`` that copied the context never use it, and it is used once."""
         _check_id(circuit_id)
         status = self._status(circuit_id, True)
         if status.permitted and status.state == HALF_OPEN and status.decided_by == "extension":
             held = dict(_held_permits.get() or {})
-            held[circuit_id] = (time.monotonic(), status)
+            held[circuit_id] = _HeldPermit(status)
             _held_permits.set(held)
         return status.permitted
 
@@ -481,11 +570,11 @@ class CircuitBreakerClient:
         held = _held_permits.get()
         if not held or circuit_id not in held:
             return None
-        taken_at, status = held[circuit_id]
+        permit = held[circuit_id]
         rest = dict(held)
         del rest[circuit_id]
         _held_permits.set(rest)
-        return status if time.monotonic() - taken_at < PERMIT_HOLD_S else None
+        return permit.claim()
 
     def _acquire(self, circuit_id: str) -> CircuitStatus:
         return self._take_held(circuit_id) or self._status(circuit_id, True)
@@ -502,6 +591,7 @@ class CircuitBreakerClient:
         """Reports one call's outcome and waits for the extension to take it; False if it did not
         (never raises). ``guard`` and ``protected`` use the non-blocking background sender instead."""
         _check_id(circuit_id)
+        _check_outcome(success, duration_ms)
         self._take_held(circuit_id)
         if not success:
             self._memo.pop(circuit_id, None)
@@ -520,6 +610,7 @@ class CircuitBreakerClient:
         """Queues one call's outcome for the background sender and returns at once: True if queued,
         False if the queue was full (the report is dropped and counted in ``outcomes_dropped``)."""
         _check_id(circuit_id)
+        _check_outcome(success, duration_ms)
         self._take_held(circuit_id)
         return self._report(circuit_id, success, duration_ms)
 
@@ -555,38 +646,62 @@ class CircuitBreakerClient:
         while True:
             wake.wait()
             wake.clear()
-            while outcomes:
-                self._sending = True
-                batch: list[bytes] = []
-                while outcomes and len(batch) < SEND_BATCH:
-                    circuit_id, success, duration_ms = outcomes.popleft()
-                    batch.append(wire.outcome_request(circuit_id, success, duration_ms))
-                delivered, reason = 0, self._down_reason
-                if time.monotonic() >= self._down_until:
-                    pending = batch
-                    for _ in range(2):  # the rest once more on a new connection, e.g. after a freeze mid-send
-                        try:
-                            with wire.lock:
-                                statuses = wire.pipeline(pending)
-                        except _ExtensionError as error:
-                            reason = error.reason
-                            continue
-                        delivered += statuses.count(202)
-                        if any(code != 202 for code in statuses):
-                            reason = f"answered {sorted(set(statuses) - {202})}"
-                        pending = pending[len(statuses) :]
-                        if not pending:
-                            break
+            try:
+                while outcomes:
+                    self._sending = True
+                    self._send_batch(outcomes, wire)
+            except Exception as error:  # never let the sender die: later reports must still go out
                 with self._sender_lock:
-                    self.outcomes_sent += delivered
-                    self.outcomes_failed += len(batch) - delivered
-                if delivered < len(batch):
-                    _log_once(
-                        "outcome not delivered",
-                        f"outcome reports did not reach the extension ({reason}); they are not retried",
-                        reason="outcome not delivered",
-                    )
-            self._sending = False
+                    self.outcomes_failed += 1
+                _log_once(
+                    "outcome sender error",
+                    f"the outcome sender hit {type(error).__name__}: {error}; it goes on (logged once)",
+                    reason="outcome sender error",
+                )
+            finally:
+                self._sending = False
+
+    def _send_batch(self, outcomes: deque[tuple[str, bool, float]], wire: _Wire) -> None:
+        batch: list[bytes] = []
+        while outcomes and len(batch) < SEND_BATCH:
+            circuit_id, success, duration_ms = outcomes.popleft()
+            try:
+                batch.append(wire.outcome_request(circuit_id, success, duration_ms))
+            except (TypeError, ValueError) as error:  # a bad report: it alone is lost, and counted
+                with self._sender_lock:
+                    self.outcomes_failed += 1
+                _log_once(
+                    "outcome not encodable",
+                    f"an outcome report could not be encoded ({type(error).__name__}: {error}); it is dropped",
+                    reason="outcome not encodable",
+                )
+        if not batch:
+            return
+        delivered, reason = 0, self._down_reason
+        if time.monotonic() >= self._down_until:
+            pending = batch
+            for _ in range(2):  # the rest once more on a new connection, e.g. after a freeze mid-send
+                try:
+                    with wire.lock:
+                        statuses = wire.pipeline(pending)
+                except _ExtensionError as error:
+                    reason = error.reason
+                    continue
+                delivered += statuses.count(202)
+                if any(code != 202 for code in statuses):
+                    reason = f"answered {sorted(set(statuses) - {202})}"
+                pending = pending[len(statuses) :]
+                if not pending:
+                    break
+        with self._sender_lock:
+            self.outcomes_sent += delivered
+            self.outcomes_failed += len(batch) - delivered
+        if delivered < len(batch):
+            _log_once(
+                "outcome not delivered",
+                f"outcome reports did not reach the extension ({reason}); they are not retried",
+                reason="outcome not delivered",
+            )
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Waits up to ``timeout`` seconds until the queued outcome reports are sent; True if none is left.
@@ -670,6 +785,19 @@ class CircuitBreakerClient:
         except BaseException as error:
             self._settle(circuit_id, outcomes, started, error, _NO_RESULT)
             raise
+        if isinstance(result, CoroutineType):  # an async function in disguise: the work is in the awaiting
+            return self._settle_awaited(circuit_id, outcomes, started, result)
+        self._settle(circuit_id, outcomes, started, None, result)
+        return result
+
+    async def _settle_awaited(
+        self, circuit_id: str, outcomes: _Outcomes, started: float, coroutine: Coroutine[Any, Any, Any]
+    ) -> Any:
+        try:
+            result = await coroutine
+        except BaseException as error:
+            self._settle(circuit_id, outcomes, started, error, _NO_RESULT)
+            raise
         self._settle(circuit_id, outcomes, started, None, result)
         return result
 
@@ -734,7 +862,7 @@ class CircuitBreakerClient:
 class Guard:
     """What ``guard()`` returns: a context manager for ``with`` and for ``async with``."""
 
-    __slots__ = ("_circuit_id", "_client", "_outcomes", "_started")
+    __slots__ = ("_circuit_id", "_client", "_outcomes")
 
     def __init__(
         self, client: CircuitBreakerClient | Callable[[], CircuitBreakerClient], circuit_id: str, outcomes: _Outcomes
@@ -742,7 +870,31 @@ class Guard:
         self._client = client
         self._circuit_id = circuit_id
         self._outcomes = outcomes
-        self._started = 0.0
+
+    # The start time lives in the thread's or task's context, not on the instance: one Guard kept in
+    # a module (``PAYMENTS = guard("payments")``) may be in use by many at once, and nested.
+    def _push(self, status: CircuitStatus) -> None:
+        _guard_starts.set(
+            (self, time.perf_counter() if status.decided_by == "extension" else -1.0, _guard_starts.get())
+        )
+
+    def _pop(self) -> float:
+        top = _guard_starts.get()
+        if top is not None and top[0] is self:  # the usual case: the innermost guard exits
+            _guard_starts.set(top[2])
+            return top[1]
+        above: list[_GuardFrame] = []  # exited out of order (an ExitStack): unlink this guard's frame
+        frame = top
+        while frame is not None and frame[0] is not self:
+            above.append(frame)
+            frame = frame[2]
+        if frame is None:
+            return -1.0  # not entered in this context: nothing to time
+        rest = frame[2]
+        for kept in reversed(above):
+            rest = (kept[0], kept[1], rest)
+        _guard_starts.set(rest)
+        return frame[1]
 
     def _breaker(self) -> CircuitBreakerClient:
         client = self._client
@@ -752,20 +904,28 @@ class Guard:
         status = self._breaker()._acquire(self._circuit_id)
         if not status.permitted:
             raise CircuitOpenError(status)
-        self._started = time.perf_counter() if status.decided_by == "extension" else -1.0
+        _guard_starts.set(  # inline: the hot path of `with guard(...)`
+            (self, time.perf_counter() if status.decided_by == "extension" else -1.0, _guard_starts.get())
+        )
         return status
 
     def __exit__(
         self, exc_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if self._started >= 0:  # -1: the policy let the call through, there is nobody to report to
-            self._breaker()._settle(self._circuit_id, self._outcomes, self._started, error, _NO_RESULT)
+        top = _guard_starts.get()
+        if top is not None and top[0] is self:  # inline: the usual case of _pop
+            _guard_starts.set(top[2])
+            started = top[1]
+        else:
+            started = self._pop()
+        if started >= 0:  # -1: the policy let the call through, there is nobody to report to
+            self._breaker()._settle(self._circuit_id, self._outcomes, started, error, _NO_RESULT)
 
     async def __aenter__(self) -> CircuitStatus:
         status = await self._breaker()._acquire_async(self._circuit_id)
         if not status.permitted:
             raise CircuitOpenError(status)
-        self._started = time.perf_counter() if status.decided_by == "extension" else -1.0
+        self._push(status)
         return status
 
     async def __aexit__(
@@ -792,7 +952,9 @@ def _decorator(
     outcomes: _Outcomes,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
-        flags = getattr(getattr(function, "__code__", None), "co_flags", 0)
+        if isinstance(function, classmethod | staticmethod):  # @protected over @classmethod / @staticmethod
+            return cast(Callable[P, R], type(function)(decorate(function.__func__)))
+        flags = _code_flags(function)
         if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR):
             raise TypeError(
                 f"{getattr(function, '__qualname__', function)!r} is a generator function: the decorator would time "
@@ -816,8 +978,37 @@ def _decorator(
     return decorate
 
 
+def _code_flags(function: Any) -> int:
+    """The code flags of what runs when ``function`` is called: through ``functools.partial``, and of
+    ``__call__`` for other callable objects. (``__wrapped__`` is not followed: a sync decorator may
+    well run the async function it wraps to completion; an async function under a plain decorator is
+    caught by its result instead, see ``_call``.)"""
+    for _ in range(100):  # bounded
+        if isinstance(function, functools.partial):
+            function = function.func
+            continue
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            return int(getattr(code, "co_flags", 0))
+        call = getattr(type(function), "__call__", None)  # noqa: B004 (the method, not callability)
+        if call is None or isinstance(function, type) or not hasattr(call, "__code__"):
+            return 0
+        function = call
+    return 0
+
+
 def _outcome_body(success: bool, duration_ms: float) -> bytes:
     return json.dumps({"success": bool(success), "durationMs": max(float(duration_ms), 0.0)}).encode()
+
+
+def _check_outcome(success: bool, duration_ms: float) -> None:
+    """Bad arguments of a report raise here, in the caller, not later in the background sender."""
+    if not isinstance(success, bool):
+        raise TypeError(f"success must be True or False, got {success!r}")
+    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float):
+        raise TypeError(f"duration_ms must be a number of milliseconds, got {duration_ms!r}")
+    if not math.isfinite(duration_ms):
+        raise ValueError(f"duration_ms must be a finite number of milliseconds, got {duration_ms!r}")
 
 
 def _check_id(circuit_id: str) -> None:
@@ -868,6 +1059,19 @@ def _read_response(
 # -- module-level helpers over one default client (created on first use) ---------------------
 _default: CircuitBreakerClient | None = None
 _default_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _default_lock, _logged_lock
+    _default_lock = threading.Lock()
+    _logged_lock = threading.Lock()
+    _held_permits.set(None)  # the parent's permits are the parent's
+    for client in list(_clients):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def default_client() -> CircuitBreakerClient:

@@ -9,7 +9,10 @@ Routes (every request must carry ``X-Circuit-Breaker-Token`` equal to the functi
 
 - ``GET /circuits/{id}`` -> 200 ``{"circuitId", "state", "version", "cached", "ageMs", "stale",
   "permitted"}``; 404 ``{"circuitId", "state": "UNKNOWN"}`` for a circuit not in the table; 503
-  when nothing is cached and DynamoDB is unreachable or slower than the store's bound.
+  when nothing is cached and DynamoDB is unreachable or slower than the store's bound; 503
+  ``{"circuitId", "state": "UNKNOWN", "error": "BadItem: ...", "errorType": "BadItem", "message"}``
+  when the circuit's item has a ``state`` or ``version`` it cannot understand (the client's policy
+  decides; never a guessed state).
   ``?acquire=1`` takes one of the HALF_OPEN trial permits (``permitted`` says whether one was left).
 - ``POST /circuits/{id}/outcomes`` with ``{"success": bool, "durationMs": number}`` -> 202.
 
@@ -35,7 +38,7 @@ from typing import Any
 
 from .config import Settings
 from .logs import log
-from .store import UNKNOWN, CircuitStore, StoreUnavailableError
+from .store import UNKNOWN, BadItemError, CircuitStore, StoreUnavailableError
 
 TOKEN_HEADER = "x-circuit-breaker-token"
 MAX_HEAD_BYTES = 16 * 1024
@@ -275,6 +278,14 @@ class LocalServer:
             lookup = self.store.lookup(circuit_id, acquire=acquire)
         except StoreUnavailableError as error:
             return 503, {"circuitId": circuit_id, "state": UNKNOWN, "error": f"DynamoDB unreachable: {error}"}
+        except BadItemError as error:  # logged once per circuit by the store
+            return 503, {
+                "circuitId": circuit_id,
+                "state": UNKNOWN,
+                "error": f"BadItem: {error}",
+                "errorType": "BadItem",
+                "message": str(error),
+            }
         return (200 if lookup.found else 404), lookup.as_json()
 
     def _post_outcome(self, circuit_id: str, body: bytes) -> tuple[int, dict[str, Any]]:

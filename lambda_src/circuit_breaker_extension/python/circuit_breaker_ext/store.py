@@ -12,6 +12,9 @@
   read is tried after a short back-off, so an outage does not slow every lookup down.
 - Outcomes the function reports feed a sliding window per circuit; a window that says "trip"
   moves a CLOSED (or HALF_OPEN) circuit to OPEN with a conditional UpdateItem on ``version``.
+- An item whose ``state`` or ``version`` cannot be understood (see ``item_problem``) is never served
+  as a guessed state: a lookup raises ``BadItemError`` (the server answers 503 ``BadItem``), it is
+  logged once per circuit, and it is never tripped.
 
 boto3 is imported lazily (in a background thread right after registration), never on the
 start-up path: it costs about 250 ms.
@@ -37,6 +40,8 @@ HALF_OPEN = "HALF_OPEN"
 FORCED_OPEN = "FORCED_OPEN"
 DISABLED = "DISABLED"
 UNKNOWN = "UNKNOWN"
+STATES = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)
+MAX_VERSION = 2**63 - 1
 UPDATED_BY = "extension"
 #: After a failed read, serve the cached value this long before trying DynamoDB again.
 MAX_RETRY_BACKOFF_MS = 1000
@@ -62,6 +67,11 @@ class StoreUnavailableError(RuntimeError):
     """DynamoDB could not be read and nothing is cached for the circuit."""
 
 
+class BadItemError(RuntimeError):
+    """The circuit's item cannot be understood (``state`` or ``version`` garbled): the server answers
+    503 ``BadItem`` and the client's policy decides, rather than guessing a state."""
+
+
 def _now_ms() -> float:
     return time.monotonic() * 1000.0
 
@@ -85,6 +95,39 @@ def _int(item: dict[str, Any], key: str, default: int = 0) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
+def item_problem(item: dict[str, Any] | None) -> str:
+    """Why the item cannot be served ("" when it can): a ``state`` that is missing or not one of the
+    five states (exactly as written: ``closed`` is not ``CLOSED``), or a ``version`` that is not an
+    integer from 0 to 2^63-1 (a trip's write is conditional on it). An item without ``version``
+    (written by hand, never by the breaker) is read as version 0, as the health checker and the
+    operator command do, and a trip's write is then conditional on its having none."""
+    if item is None:
+        return ""
+    problems = []
+    state = item.get("state")
+    if "state" not in item:
+        problems.append("state is missing")
+    elif not isinstance(state, str) or state not in STATES:
+        problems.append(f"state {_shown(state)} is not one of {', '.join(STATES)}")
+    version = item.get("version")
+    if "version" in item and not _is_version(version):
+        problems.append(f"version {_shown(version)} is not an integer from 0 to 2^63-1")
+    return "; ".join(problems)
+
+
+def _is_version(value: Any) -> bool:
+    if isinstance(value, float) and value.is_integer():  # "7.0" or "7E0" as DynamoDB may return them
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VERSION
+
+
+def _shown(value: Any) -> str:
+    """A stored value for a message: its repr, cut short, and what it was stored as when not a string."""
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text if isinstance(value, str) else f"{text} ({type(value).__name__})"
+
+
 @dataclass
 class Entry:
     circuit_id: str
@@ -95,6 +138,9 @@ class Entry:
     error: str = ""
     trials_version: int = -1  # the HALF_OPEN version that trials were counted for
     trials_used: int = 0
+    problem: str = ""  # why the cached item cannot be served (see item_problem); "" when it can
+    logged_problem: str = ""  # the last problem logged (each problem is logged once per circuit)
+    trip_refused: str = ""  # the problem a refused trip was last logged for
     reading: threading.Event | None = None  # the read under way (set when it ends), if any
     read_started: float = 0.0  # monotonic ms the read under way reached DynamoDB; 0: loading the SDK
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -285,6 +331,16 @@ class CircuitStore:
     def _store(self, entry: Entry, item: dict[str, Any] | None) -> None:
         previous = entry.state
         entry.item = item
+        entry.problem = item_problem(item)
+        if entry.problem and entry.problem != entry.logged_problem:
+            log(
+                "ERROR",
+                "circuit item unreadable: answering 503 BadItem (the client's policy decides) and not tripping it "
+                "until the item is repaired",
+                circuitId=entry.circuit_id,
+                problem=entry.problem,
+            )
+        entry.logged_problem = entry.problem
         if entry.state != previous:  # a new state starts a new window (calls before it do not count)
             with self._lock:
                 window = self._windows.get(entry.circuit_id)
@@ -320,6 +376,8 @@ class CircuitStore:
                 raise StoreUnavailableError(
                     entry.error or f"DynamoDB did not answer within {FIRST_READ_WAIT_MS} ms (still trying)"
                 )
+            if entry.problem:
+                raise BadItemError(entry.problem)
             late = done is not None and not answered  # a read is still under way: this state is past its TTL
             return Lookup(
                 circuit_id=circuit_id,
@@ -370,10 +428,25 @@ class CircuitStore:
             trial_failed = state == HALF_OPEN and not success
             if not (verdict.trip and state == CLOSED) and not trial_failed:
                 return False
+            if entry.problem:  # its version cannot be trusted: the conditional write would be a guess
+                self._refuse_trip(entry)
+                return False
             if circuit_id in self._trips:
                 return False
             self._trips.add(circuit_id)
             return True
+
+    def _refuse_trip(self, entry: Entry) -> None:
+        """Logs (once per problem) that the outcomes call for a trip the unreadable item prevents."""
+        problem = entry.problem
+        if problem and entry.trip_refused != problem:
+            entry.trip_refused = problem
+            log(
+                "ERROR",
+                "the outcomes call for a trip, but the circuit item is unreadable: not tripping",
+                circuitId=entry.circuit_id,
+                problem=problem,
+            )
 
     def trip(self, circuit_id: str) -> bool:
         """Moves the circuit to OPEN with a write conditional on the cached version."""
@@ -392,7 +465,11 @@ class CircuitStore:
                     self.refresh(entry, force=True)
                 except StoreUnavailableError:
                     return False
+            if entry.problem:
+                self._refuse_trip(entry)
+                return False
             state, version = entry.state, entry.version
+            versioned = entry.item is not None and "version" in entry.item
             with self._lock:
                 window = self._windows.get(circuit_id)
                 verdict = window.verdict(_now_ms()) if window is not None else None
@@ -411,12 +488,16 @@ class CircuitStore:
                         "SET #state = :open, #version = :next, openedAt = :now, updatedAt = :now, "
                         "#reason = :reason, updatedBy = :by, consecutiveSuccesses = :zero"
                     ),
-                    ConditionExpression="#version = :expected AND #state = :current",
+                    ConditionExpression=(
+                        "#version = :expected AND #state = :current"
+                        if versioned
+                        else "attribute_exists(circuitId) AND attribute_not_exists(#version) AND #state = :current"
+                    ),
                     ExpressionAttributeNames={"#state": "state", "#version": "version", "#reason": "reason"},
                     ExpressionAttributeValues={
                         ":open": {"S": OPEN},
                         ":next": {"N": str(version + 1)},
-                        ":expected": {"N": str(version)},
+                        **({":expected": {"N": str(version)}} if versioned else {}),
                         ":current": {"S": state},
                         ":now": {"N": str(now)},
                         ":reason": {"S": reason},

@@ -57,6 +57,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -377,7 +378,9 @@ class CallbackUrlHandler:
 
     def _callback(self, raw_body: bytes, namespace: str, job_id: str) -> Callback:
         try:
-            body = json.loads(raw_body, parse_constant=_reject_constant)
+            body = json.loads(raw_body, parse_constant=_reject_constant, parse_float=_finite_float)
+        except NonFiniteNumber as error:
+            raise Rejected(400, "BadRequest", f"body: {error}") from None
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise Rejected(400, "BadRequest", f"body: not valid JSON ({error.__class__.__name__})") from None
         if not isinstance(body, dict):
@@ -633,6 +636,19 @@ def _credential(headers: Mapping[str, str], name: str) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+class NonFiniteNumber(ValueError):
+    """A JSON number too large for a double: Python reads it as inf, which no JSON can carry on."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(
+            f"the number {text[:40]} does not fit a double (EventBridge and Step Functions read numbers as doubles)"
+        )
+    return value
 
 
 def _aws_error(error: Exception) -> str:

@@ -520,6 +520,14 @@ def test_signed_callback_before_the_token_is_recorded_as_the_jobs_completion(wor
     }
 
 
+def test_an_early_callback_with_a_number_beyond_a_double_is_refused_and_records_nothing(world: World) -> None:
+    handler = make_handler(world, "hmac", accept_early_callbacks=True)
+    raw, headers = signed('{"status": "SUCCEEDED", "output": {"score": 1e400}}', job_id="fast")
+    status, body = answer(handler.handle(request("vendor", "fast", raw, headers)))
+    assert status == 400 and "1e400 does not fit a double" in body["message"]
+    assert world.record("vendor", "fast") is None and world.delivered() == []
+
+
 def test_a_failed_early_callback_records_its_error_and_cause(world: World) -> None:
     handler = make_handler(world, "hmac", accept_early_callbacks=True)
     raw, headers = signed({"status": "FAILED", "error": "Vendor.Rejected", "cause": "unreadable"}, job_id="bad")
@@ -643,6 +651,9 @@ def test_namespace_not_configured_is_a_bad_request_naming_the_field(world: World
         ("{not json", "body"),
         ("[1, 2]", "body"),
         ('{"status": "SUCCEEDED", "output": NaN}', "body"),
+        # Python reads 1e400 as inf and would write it back as "Infinity", which no JSON reader takes.
+        ('{"status": "SUCCEEDED", "output": {"score": 1e400}}', "1e400 does not fit a double"),
+        ('{"status": "SUCCEEDED", "output": [-1E999]}', "-1E999 does not fit a double"),
         ({"status": "DONE"}, "body.status"),
         ({"output": 1}, "body.status"),
         ({"status": "FAILED", "error": 7}, "body.error"),

@@ -115,8 +115,10 @@ def wait_for_job(
         raise ValueError(f"heartbeat_timeout ({heartbeat} s) must be shorter than timeout ({wait} s)")
     if not namespace or "#" in namespace:
         raise ValueError(f"namespace {namespace!r} must be non-empty and must not contain '#'")
-    if not job_id:
-        raise ValueError("job_id must be non-empty")
+    if not isinstance(job_id, str) or not job_id:
+        # The resumer takes a number id only as an integer below 10**15 (JSONata keeps 15 digits);
+        # a string is what every event can carry exactly.
+        raise ValueError(f"job_id must be a non-empty string, got {job_id!r}: pass str(job_id) for numbers")
     label = name or f"wait for {namespace} job"
     key = f"{namespace}#{job_id}"
     execution_arn = _execution_arn(context)

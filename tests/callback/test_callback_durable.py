@@ -325,6 +325,8 @@ def test_second_waiter_for_the_same_job_fails_instead_of_stealing_the_token(worl
         ({"timeout": 10, "heartbeat_timeout": 10}, "heartbeat_timeout"),
         ({"namespace": "a#b"}, "namespace"),
         ({"job_id": ""}, "job_id"),
+        ({"job_id": 1234567890123456}, "job_id must be a non-empty string"),
+        ({"job_id": None}, "job_id must be a non-empty string"),
     ],
 )
 def test_bad_arguments_are_rejected_before_anything_is_stored(options: dict[str, Any], message: str) -> None:

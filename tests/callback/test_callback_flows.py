@@ -576,7 +576,7 @@ def _partner_detail(job_id: str, output_chars: int) -> dict[str, Any]:
 
 
 def test_an_event_of_250_kb_fails_the_waiter_with_output_too_large(moto_flows: Any) -> None:
-    from cdk_serverless_patterns.callback.asl import MAX_OUTPUT_CHARS
+    from cdk_serverless_patterns.callback.asl import MAX_OUTPUT_BYTES
 
     flows = moto_flows
     execution = flows.start("BigFlow", "big-1")
@@ -585,7 +585,7 @@ def test_an_event_of_250_kb_fails_the_waiter_with_output_too_large(moto_flows: A
     flows.put("com.example.partner", "Partner Job Finished", detail)
     error = json.loads(flows.finish(execution)["output"])["error"]
     assert error["Error"] == "CallbackPattern.OutputTooLarge"
-    assert "250000 characters" in error["Cause"] and str(MAX_OUTPUT_CHARS) in error["Cause"]
+    assert "250000 bytes" in error["Cause"] and str(MAX_OUTPUT_BYTES) in error["Cause"]
     [run] = flows.resumer_runs(1)
     assert run["status"] == "SUCCEEDED", run.get("cause")
     assert run["result"] == {"result": "RESUMED", "id": "partner#big-1", "outcome": "FAILED"}
@@ -604,12 +604,12 @@ def test_an_early_250_kb_event_is_recorded_as_output_too_large(moto_flows: Any) 
 
 
 def test_an_output_that_just_fits_resumes_the_waiter_with_it(moto_flows: Any) -> None:
-    from cdk_serverless_patterns.callback.asl import MAX_OUTPUT_CHARS
+    from cdk_serverless_patterns.callback.asl import MAX_OUTPUT_BYTES
 
     flows = moto_flows
     execution = flows.start("BigFlow", "big-3")
     flows.wait_for_item("partner#big-3")
-    detail = _partner_detail("big-3", MAX_OUTPUT_CHARS)
+    detail = _partner_detail("big-3", MAX_OUTPUT_BYTES)
     flows.put("com.example.partner", "Partner Job Finished", detail)
     result = flows.finish(execution)
     assert result["status"] == "SUCCEEDED", result
@@ -732,7 +732,7 @@ def test_job_ids_that_are_not_strings_or_numbers_are_ignored_with_a_reason(
     assert flows.items() == {}, "nothing is recorded under a stringified id"
 
 
-def test_a_numeric_job_id_is_taken_as_its_json_text(moto_flows: Any) -> None:
+def test_a_numeric_job_id_is_its_decimal_text(moto_flows: Any) -> None:
     flows = moto_flows
     execution = flows.start("PartnerFlow", "4711")
     flows.wait_for_item("partner#4711")

@@ -56,16 +56,25 @@ def _quote(value: str) -> str:
     return json.dumps(value)
 
 
-#: The longest job output (its JSON text, in characters) the resumer hands to a waiter. Step
-#: Functions limits SendTaskSuccess's output and every state's payload to 256 KiB; the rest is
-#: left for the waiting state's own input and the record's other fields. A larger output fails the
-#: waiter with :data:`OUTPUT_TOO_LARGE`.
-MAX_OUTPUT_CHARS = 240 * 1024
-#: Error of a waiter whose job's output is larger than :data:`MAX_OUTPUT_CHARS`.
+#: The largest job output (its JSON text, in UTF-8 bytes) the resumer hands to a waiter. Step
+#: Functions limits SendTaskSuccess's output and every state's payload to 256 KiB of UTF-8; the
+#: rest is left for the waiting state's own input and the record's other fields. A larger output
+#: fails the waiter with :data:`OUTPUT_TOO_LARGE`.
+MAX_OUTPUT_BYTES = 240 * 1024
+#: Error of a waiter whose job's output is larger than :data:`MAX_OUTPUT_BYTES`.
 OUTPUT_TOO_LARGE = "CallbackPattern.OutputTooLarge"
 #: Error of a waiter the resumer could not resume (a throttled or failing API after its retries,
 #: an unexpected error): it fails the waiter with it and reports to the dead-letter queue.
 RESUMER_FAILED = "CallbackPattern.ResumerFailed"
+#: Error of a wait step whose job id is not a non-empty string or an integer number below 10^15.
+INVALID_JOB_ID = "CallbackPattern.InvalidJobId"
+#: Error of a wait step of a claim-bound source (callback URLs) whose job id was already resumed
+#: within ``completion_ttl``: parking over the marker would let a replayed signed callback of the
+#: earlier run resume this one.
+JOB_ID_REUSED = "CallbackPattern.JobIdReused"
+#: Why a number is not a job id: JSONata's ``$string`` keeps 15 significant digits (in AWS too),
+#: so larger or fractional numbers would turn into another job's id.
+NUMBER_JOB_ID_RULE = "a number job id must be an integer below 10^15; send large ids as strings"
 KIND_RESUMED = contract.KIND_RESUMED
 #: Message attribute ``kind`` of the resumer's own reports to the dead-letter queue (EventBridge's
 #: undeliverable events have none).
@@ -75,6 +84,39 @@ RESULTS = ("RESUMED", "WAITER_GONE", "RECORDED", "DUPLICATE", "STALE", "IGNORED"
 
 #: JSONata regex of an ISO 8601 date-time (EventBridge's ``time``, Step Functions' context times).
 ISO_SECONDS = r"/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/"
+
+
+def job_id_text(value: str) -> str:
+    """JSONata of the job id text of ``value`` (any expression): a string as it is, an integer
+    number below 10^15 as its decimal text (exact: ``$string`` keeps 15 significant digits), and
+    ``''`` for anything else (the wait step and the resumer both refuse ``''``)."""
+    return (
+        f"($idv := {value}; $type($idv) = 'string' ? $idv : ($type($idv) = 'number' ? "
+        "($idv = $floor($idv) and $abs($idv) < 1e15 ? $string($idv) : '') : ''))"
+    )
+
+
+def job_id_problem(value: str, path: str) -> str:
+    """JSONata: ``''`` when ``value`` (any expression) is a job id (see :func:`job_id_text`), else
+    why it is not, naming ``path``."""
+    return (
+        f"($idv := {value}; $idt := $exists($idv) ? $type($idv) : 'missing'; "
+        f"$idt = 'missing' ? 'no job id at {path}' : ("
+        f"$idt = 'string' ? ($idv = '' ? 'the job id at {path} is empty' : '') : ("
+        f"$idt = 'number' ? ($idv = $floor($idv) and $abs($idv) < 1e15 ? '' : "
+        f"'the job id at {path} is ' & $string($idv) & ': {NUMBER_JOB_ID_RULE}') : "
+        f"'the job id at {path} is ' & $idt & ', not a string or a number')))"
+    )
+
+
+def utf8_bytes(text: str) -> str:
+    """JSONata of the UTF-8 size of the string ``text`` (any expression): exact for characters of
+    the Basic Multilingual Plane; one outside it counts 4 bytes where JSONata sees one code point
+    and 6 where it sees a surrogate pair (JavaScript, in AWS), so it never counts too few."""
+    return (
+        f"$length($replace($replace($replace({text}, /[^\\u0000-\\uFFFF]/, 'xxxx'), "
+        "/[\\u0800-\\uFFFF]/, 'xxx'), /[\\u0080-\\u07FF]/, 'xx'))"
+    )
 
 
 def _source_expression(source: JobSource) -> str:
@@ -102,15 +144,14 @@ def _source_expression(source: JobSource) -> str:
         f"$string(({source.status_expression}))" if source.status_expression else f"$string({at(source.status_path)})"
     )
     output = at(source.output_path)
-    # A job id is a non-empty string, or a number (taken as its JSON text); null, booleans,
-    # objects and arrays are refused (IGNORED with a reason), never turned into an id.
+    # A job id is a non-empty string, or an integer number below 10^15 (its decimal text: 4711
+    # waits as "4711"); other numbers, null, booleans, objects and arrays are refused (IGNORED with
+    # a reason), never turned into an id: $string keeps 15 significant digits, so a larger number
+    # would name another job.
     job_id = (
         f"$raw := {at(source.job_id_path)}; "
-        "$idType := $exists($raw) ? $type($raw) : 'missing'; "
-        "$jobId := $idType = 'string' or $idType = 'number' ? $string($raw) : ''; "
-        "$idProblem := $idType = 'missing' ? 'no job id at " + source.job_id_path + "' : "
-        "($idType in ['string', 'number'] ? ($jobId = '' ? 'the job id at " + source.job_id_path + " is empty' : '') : "
-        "'the job id at " + source.job_id_path + " is ' & $idType & ', not a string or a number'); "
+        f"$jobId := {job_id_text('$raw')}; "
+        f"$idProblem := {job_id_problem('$raw', source.job_id_path)}; "
     )
     claim = (
         f"'claimBound': true, 'claimId': $type($e.detail.{contract.CLAIM_ID_FIELD}) = 'string' ? "
@@ -128,8 +169,8 @@ def _source_expression(source: JobSource) -> str:
         f"$nsOk := $exists($ns){allowed}; "
         f"$outcome := $idProblem = '' and $nsOk and $status in {success} ? 'SUCCEEDED' : "
         f"($idProblem = '' and $nsOk and $status in {failure} ? 'FAILED' : 'IGNORED'); "
-        f"$chars := $outcome = 'SUCCEEDED' and $exists({output}) ? $length($string({output})) : 4; "
-        f"$tooLarge := $chars > {MAX_OUTPUT_CHARS}; "
+        f"$bytes := $outcome = 'SUCCEEDED' and $exists({output}) ? {utf8_bytes(f'$string({output})')} : 4; "
+        f"$tooLarge := $bytes > {MAX_OUTPUT_BYTES}; "
         "{"
         "'id': $exists($ns) ? $ns & '#' & $jobId : '', 'namespace': $exists($ns) ? $ns : '', 'jobId': $jobId, "
         "'status': $exists($status) ? $status : '', "
@@ -137,7 +178,7 @@ def _source_expression(source: JobSource) -> str:
         "'reason': $outcome != 'IGNORED' ? '' : ($idProblem != '' ? $idProblem : ($nsOk ? "
         "'status ' & $status & ' is neither a success nor a failure status' : 'namespace not allowed')), "
         f"'error': $tooLarge ? '{OUTPUT_TOO_LARGE}' : $substring({error}, 0, {MAX_ERROR_LENGTH}), "
-        "'outputChars': $chars, "
+        "'outputBytes': $bytes, "
         f"'reusesIds': {json.dumps(bool(source.reuses_job_ids))}, "
         f"'staleTolerance': {int(source.stale_tolerance_seconds)}, "
         f"{claim}"
@@ -169,7 +210,7 @@ _PROLOGUE = "$e := $states.input.event; $s := $states.input.source; "
 
 def job_expression(sources: Sequence[JobSource], root: str = "$states.input") -> str:
     """JSONata (without ``{% %}``) of the normalized job of the resumer's input at ``root``: ``{id,
-    namespace, jobId, status, outcome, reason, error, outputChars, tooLarge, reusesIds,
+    namespace, jobId, status, outcome, reason, error, outputBytes, tooLarge, reusesIds,
     staleTolerance, claimBound, claimId, eventTime, eventSecond}``. It never fails, whatever the
     event: an unknown source or a bad field gives ``outcome = IGNORED`` with a ``reason``."""
     ignored = (
@@ -196,7 +237,7 @@ def key_expression(sources: Sequence[JobSource]) -> str:
             if source.namespace_path
             else _quote(source.namespace)
         )
-        job_id = f"$string({jsonata_path(source.job_id_path, '$e')})"
+        job_id = job_id_text(jsonata_path(source.job_id_path, "$e"))
         return f"($ns := {namespace}; $id := {job_id}; {{'id': $ns & '#' & $id, 'namespace': $ns, 'jobId': $id}})"
 
     fallback = "{'id': '', 'namespace': '', 'jobId': ''}"
@@ -211,10 +252,10 @@ def normalize_expression(sources: Sequence[JobSource]) -> str:
 
 def normalize_assignments(sources: Sequence[JobSource]) -> dict[str, str]:
     """The variables the first state assigns, so that no state carries them: ``$output`` (the
-    job's output as JSON, ``null`` when it is larger than :data:`MAX_OUTPUT_CHARS`) and ``$cause``."""
+    job's output as JSON, ``null`` when it is larger than :data:`MAX_OUTPUT_BYTES`) and ``$cause``."""
     output = (
         f"{{% ({_PROLOGUE}$o := {_dispatch(sources, _output_expression, 'null')}; "
-        f"$exists($o) and $length($string($o)) <= {MAX_OUTPUT_CHARS} ? $o : null) %}}"
+        f"$exists($o) and {utf8_bytes('$string($o)')} <= {MAX_OUTPUT_BYTES} ? $o : null) %}}"
     )
     cause = f"{{% ({_PROLOGUE}{_dispatch(sources, _cause_expression, _quote(''))}) %}}"
     return {"output": output, "cause": cause}
@@ -235,7 +276,7 @@ def resumer_definition(
     key = {"id": {"S": "{% $states.input.job.id %}"}}
     keep_job = "{% {'job': $states.input.job, 'record': $states.input.record} %}"
     output_json = "{% $exists($output) ? $string($output) : 'null' %}"
-    cause = "{% $states.input.job.tooLarge ? " + _too_large_cause("$states.input.job.outputChars") + " : $cause %}"
+    cause = "{% $states.input.job.tooLarge ? " + _too_large_cause("$states.input.job.outputBytes") + " : $cause %}"
 
     def done(result: str) -> dict[str, Any]:
         return {
@@ -694,10 +735,10 @@ def _catch_everything(**catcher: Any) -> list[dict[str, Any]]:
     return [{"ErrorEquals": list(TERMINAL_ERRORS), **catcher}, {"ErrorEquals": ["States.ALL"], **catcher}]
 
 
-def _too_large_cause(chars: str) -> str:
+def _too_large_cause(size: str) -> str:
     return (
-        f"'The output of the job is ' & $string({chars}) & ' characters of JSON; a resumed workflow takes at most "
-        f"{MAX_OUTPUT_CHARS} (Step Functions limits task outputs and state payloads to 256 KiB). "
+        f"'The output of the job is ' & $string({size}) & ' bytes of JSON (UTF-8); a resumed workflow takes at most "
+        f"{MAX_OUTPUT_BYTES} bytes (Step Functions limits task outputs and state payloads to 256 KiB). "
         "Have the job write its result elsewhere (S3) and put a pointer in its event.'"
     )
 

@@ -267,12 +267,17 @@ class CallbackPattern(Construct):
 
         A Parallel state with one branch: a task (``arn:aws:states:::aws-sdk:dynamodb:putItem.
         waitForTaskToken``) that stores ``{id: "<namespace>#<jobId>", kind: "token", backend:
-        "stepfunctions", taskToken, executionArn, createdAt, ttl}`` with
-        ``attribute_not_exists(id)`` and pauses; when that put fails because the job's completion
-        was already recorded, the branch claims that record and proceeds with its result (or fails
-        with its error). Catch job failures, ``States.Timeout`` and ``States.HeartbeatTimeout`` on
-        the returned state, as on any task. Its ``add_retry`` raises ``PropError``: a retried wait
-        would park a second token for the same job (retry the job's start and the wait together).
+        "stepfunctions", taskToken, executionArn, createdAt, ttl}`` if no record or only a
+        ``resumed`` marker holds the id (callback-URL namespaces: only if no record does) and
+        pauses; when that put fails because the job's completion was already recorded, the branch
+        claims that record and proceeds with its result (or fails with its error). A job id that is
+        not a non-empty string or an integer below 10**15 fails with
+        ``CallbackPattern.InvalidJobId`` before anything is stored; a second waiter for a parked id
+        with ``CallbackPattern.JobAlreadyAwaited``; a callback-URL id reused while its ``resumed``
+        marker lives with ``CallbackPattern.JobIdReused``. Catch job failures, ``States.Timeout``
+        and ``States.HeartbeatTimeout`` on the returned state, as on any task. Its ``add_retry``
+        raises ``PropError``: a retried wait would park a second token for the same job (retry the
+        job's start and the wait together).
         Several workflows may use the same ``id`` (each gets its own states).
 
         Args:
@@ -336,6 +341,7 @@ class CallbackPattern(Construct):
             result_path=result_path,
             callback_secret_path=callback_secret_path,
             stale_tolerance_seconds=served_by.stale_tolerance_seconds if served_by.reuses_job_ids else None,
+            claim_bound=served_by.claim_bound,
         )
 
     def grant_wait(self, grantee: iam.IGrantable) -> iam.Grant:

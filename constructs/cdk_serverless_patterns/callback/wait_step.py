@@ -91,13 +91,24 @@ def wait_states(
     result_path: str | None,
     callback_secret_path: str | None,
     stale_tolerance_seconds: int | None = None,
+    claim_bound: bool = False,
 ) -> WaitStep:
     """The wait step's states. ``stale_tolerance_seconds``: for a source that reuses job ids, an
     early completion dated more than this many seconds before the execution's start (at one-second
-    precision) belongs to an earlier run and is dropped; ``None`` (unique ids): never dropped."""
+    precision) belongs to an earlier run and is dropped; ``None`` (unique ids): never dropped.
+    ``claim_bound`` (the callback-URL source): the wait never parks over a ``resumed`` marker (a
+    replayed signed callback of the earlier run would resume it); it fails with
+    :data:`asl.JOB_ID_REUSED` instead (it still takes an early completion the handler recorded).
+
+    A job id that is not a non-empty string or an integer number below 10^15 fails the wait with
+    :data:`asl.INVALID_JOB_ID` before anything is stored (the resumer ignores such ids, and
+    ``$string`` would turn a larger number into another job's id)."""
     timeout_seconds = int(timeout.to_seconds())
     expires_after = timeout_seconds + int(TOKEN_RECORD_GRACE.to_seconds())
-    record_key = f"'{namespace}#' & $string({jsonata_path(job_id_path, '$states.input')})"
+    job_id = jsonata_path(job_id_path, "$states.input")
+    # "check job id" lets only a non-empty string or an integer below 10^15 through, for which
+    # $string is exact (it keeps 15 significant digits).
+    record_key = f"'{namespace}#' & $string({job_id})"
     # A Catch of a CustomState cannot carry a JSONata Output (CDK renders it for JSONPath), so
     # the wait keeps its input in a variable for the early-completion path.
     saved = "$" + _variable_name(id)
@@ -115,18 +126,21 @@ def wait_states(
     if callback_secret_path:
         secret = jsonata_path(callback_secret_path, "$states.input")
         item[contract.SECRET_HASH_ATTRIBUTE] = {"S": f"{{% $lowercase($hash({secret}, 'SHA-256')) %}}"}
+    put: dict[str, Any] = {"TableName": table_name, "Item": item}
+    if claim_bound:
+        # A signed callback of an earlier run of this job id must not resume this one: never park
+        # over its "resumed" marker.
+        put["ConditionExpression"] = "attribute_not_exists(id)"
+    else:
+        # A "resumed" marker (an earlier run of this job id was resumed) does not block a new waiter.
+        put["ConditionExpression"] = "attribute_not_exists(id) OR #kind = :resumed"
+        put["ExpressionAttributeNames"] = {"#kind": contract.KIND_ATTRIBUTE}
+        put["ExpressionAttributeValues"] = {":resumed": {"S": asl.KIND_RESUMED}}
     store_json: dict[str, Any] = {
         "Type": "Task",
         "QueryLanguage": "JSONata",
         "Resource": asl.WAIT_RESOURCE,
-        "Arguments": {
-            "TableName": table_name,
-            "Item": item,
-            # A "resumed" marker (an earlier run of this job id was resumed) does not block a new waiter.
-            "ConditionExpression": "attribute_not_exists(id) OR #kind = :resumed",
-            "ExpressionAttributeNames": {"#kind": contract.KIND_ATTRIBUTE},
-            "ExpressionAttributeValues": {":resumed": {"S": asl.KIND_RESUMED}},
-        },
+        "Arguments": put,
         "TimeoutSeconds": timeout_seconds,
         "Output": f"{{% {asl.result_output(result_path, '$states.result')} %}}",
     }
@@ -208,15 +222,59 @@ def wait_states(
         early_failure
     )
     store.add_catch(claim, errors=[asl.CONDITIONAL_CHECK_FAILED], assign={saved[1:]: "{% $states.input %}"})
-    claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
     claim.next(succeeded)
+    if claim_bound:
+        # No completion to take: the record is this job id's "resumed" marker (or another
+        # waiter's token). Tell which with a write that changes nothing (the wait step may not
+        # read the table: token records hold other waiters' task tokens).
+        marker = sfn.CustomState(
+            scope,
+            f"{id} find resumed marker",
+            state_json={
+                "Type": "Task",
+                "QueryLanguage": "JSONata",
+                "Resource": asl.DDB_UPDATE,
+                "Arguments": {
+                    "TableName": table_name,
+                    "Key": {contract.TABLE_KEY: {"S": f"{{% {claim_key} %}}"}},
+                    "UpdateExpression": "SET #kind = :resumed",
+                    "ConditionExpression": "#kind = :resumed",
+                    "ExpressionAttributeNames": {"#kind": contract.KIND_ATTRIBUTE},
+                    "ExpressionAttributeValues": {":resumed": {"S": asl.KIND_RESUMED}},
+                },
+            },
+        )
+        reused = sfn.Fail(
+            scope,
+            f"{id} job id reused",
+            error=asl.JOB_ID_REUSED,
+            cause=f"callback-URL job ids must be unique for completion_ttl: this {namespace} job id was already "
+            "resumed within it, and a replayed signed callback of that run could resume this wait; give every run "
+            "a new job id",
+        )
+        claim.add_catch(marker, errors=[asl.CONDITIONAL_CHECK_FAILED])
+        marker.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
+        marker.next(reused)
+    else:
+        claim.add_catch(already, errors=[asl.CONDITIONAL_CHECK_FAILED])
+    # A job id the resumer would ignore, or that $string would turn into another job's id, fails
+    # here instead of parking under a wrong key.
+    invalid = sfn.Fail(
+        scope,
+        f"{id} invalid job id",
+        query_language=sfn.QueryLanguage.JSONATA,
+        error=asl.INVALID_JOB_ID,
+        cause=f"{{% {asl.job_id_problem(job_id, job_id_path)} %}}",
+    )
+    check = sfn.Choice(scope, f"{id} check job id", query_language=sfn.QueryLanguage.JSONATA)
+    check.when(sfn.Condition.jsonata(f"{{% {asl.job_id_text(job_id)} = '' %}}"), invalid).otherwise(store)
     wait = WaitStep(
         scope,
         id,
         comment=f"Waits for the completion event of a {namespace} job (CallbackPattern)",
         output_path="$[0]",
     )
-    wait.branch(store)
+    wait.branch(check)
     return wait
 
 

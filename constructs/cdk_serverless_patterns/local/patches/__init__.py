@@ -30,6 +30,7 @@ PATCHES = (
     "parser_scope",
     "parse_cache",
     "task_token_race",
+    "state_size_utf8",
 )
 
 _LOCK = threading.Lock()

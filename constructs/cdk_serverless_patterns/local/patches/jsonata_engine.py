@@ -8,6 +8,10 @@ AWS evaluates the expressions with JSONata 2.0 and Step Functions' own functions
 ``$uuid``, ``$partition``, ...). This patch evaluates them with ``jsonata-python`` (a port of the
 same jsonata-java engine moto means to run) and provides ``$hash``.
 
+jsonata-python's ``$string`` escapes every non-ASCII character as ``\\uXXXX`` (``json.dumps``'
+default); JSONata in AWS (JavaScript's ``JSON.stringify``) keeps the characters, so a length or a
+byte count taken over ``$string(...)`` differs. The patch makes it keep them too.
+
 Delete this module (and its line in ``patches.PATCHES``) when moto evaluates JSONata itself.
 """
 
@@ -38,6 +42,29 @@ def install() -> None:
         compiled.register_lambda("hash", hash_value)
         return compiled.evaluate(None)
 
+    _keep_non_ascii()
     # moto declares `$hash` as a stub returning an error string; drop it so the real one is used.
     intrinsic_jsonata._DECLARATION_BY_VARIABLE_REFERENCE.pop("$hash", None)
     moto_jsonata._eval_jsonata = evaluate
+
+
+def _keep_non_ascii() -> None:
+    """``$string`` of an object or array keeps non-ASCII characters, as ``JSON.stringify`` does."""
+    from jsonata.functions import Functions as functions  # type: ignore[import-untyped]
+
+    if getattr(functions._string, "_keeps_non_ascii", False):
+        return
+    original = functions._string
+
+    def _string(arg: Any, prettify: bool) -> str:
+        from jsonata import jsonata as engine
+        from jsonata import parser
+
+        if isinstance(arg, (engine.Jsonata.JFunction, parser.Parser.Symbol)):
+            return str(original(arg, prettify))
+        if prettify:
+            return json.dumps(arg, cls=functions.Encoder, indent="  ", ensure_ascii=False)
+        return json.dumps(arg, cls=functions.Encoder, separators=(",", ":"), ensure_ascii=False)
+
+    _string._keeps_non_ascii = True  # type: ignore[attr-defined]
+    functions._string = staticmethod(_string)

@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -53,51 +52,8 @@ for name, value in {
 HOST = "127.0.0.1"
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-class HeldExtensionsApi:
-    """register -> 200 with an identifier; event/next held until ``close``, then SHUTDOWN."""
-
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.release = threading.Event()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _answer(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                for header, value in (headers or {}).items():
-                    self.send_header(header, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self._answer({"functionName": "bench"}, {"Lambda-Extension-Identifier": secrets.token_hex(8)})
-
-            def do_GET(self) -> None:
-                api.ready.set()
-                api.release.wait()
-                self._answer({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0})
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"{HOST}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
+# The same held Extensions API and percentile as the start-up benchmark beside this one.
+from bench_circuit_breaker import TimingExtensionsApi, percentile  # noqa: E402
 
 
 class Caller:
@@ -191,7 +147,7 @@ def main() -> int:
     dynamodb.put_item(
         TableName=table, Item={"circuitId": {"S": "payments"}, "state": {"S": "CLOSED"}, "version": {"N": "1"}}
     )
-    api = HeldExtensionsApi()
+    api = TimingExtensionsApi()
     token = secrets.token_urlsafe(24)
     ttl_ms = 100
 
@@ -208,7 +164,7 @@ def main() -> int:
             "CIRCUIT_BREAKER_CACHE_TTL_MS": str(cache_ttl_ms),
             "CIRCUIT_BREAKER_CIRCUITS": "payments",
         }
-        api.ready.clear()
+        api.reset()  # a new extension registers and waits for its next event
         process = subprocess.Popen([str(LAUNCHER)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not api.ready.wait(10):
             process.kill()

@@ -1,76 +1,52 @@
-"""One Lambda execution environment on this machine, without Docker: the Runtime Interface Emulator.
+"""One Lambda execution environment on this machine, without Docker, on the emulator's Lambda runner.
 
-- The AWS Lambda Runtime Interface Emulator (RIE) runs the function with ``awslambdaric`` as its
-  runtime and starts the extensions it finds in ``/opt/extensions``, exactly as Lambda does. The
-  RIE binary ships inside the ``aws-sam-cli`` wheel on PyPI: :func:`rie_binary` downloads only that
-  wheel (``pip download --no-deps``), extracts the binary for this machine's architecture and
-  caches it (``$XDG_CACHE_HOME/cdk-serverless-patterns``, else ``~/.cache/...``).
-- A layer folder is bind-mounted onto ``/opt`` inside a private mount namespace (``unshare -m`` as
-  root, ``unshare -rm`` otherwise), so ``/opt/extensions`` and ``/opt/python`` are what a deployed
-  function sees, and nothing outside the environment changes.
+- :class:`LambdaEnvironment` runs one function (``handler.py``'s ``handler``) with a layer folder
+  at ``/opt`` in a :class:`~cdk_serverless_patterns.local.lambda_runtime.LambdaRunner`: the
+  runner serves the Runtime API and the Extensions API in Python, starts the extensions it finds
+  in ``/opt/extensions`` before ``python -m awslambdaric``, and mounts the layer at ``/opt`` in a
+  private mount namespace (``unshare -m`` as root, ``unshare -rm`` otherwise; see the runner's
+  docstring for the fallback). It replaced the Runtime Interface Emulator (RIE) binary from the
+  aws-sam-cli wheel: no download, and the streaming and tenant routes the RIE lacks.
+- What the RIE did that callers rely on is kept: the first :meth:`~LambdaEnvironment.invoke` runs
+  the init phase and a failed init raises ``urllib.error.HTTPError`` 502 (the RIE's Bad Gateway);
+  extensions registering log ``External agent <name> (<id>) registered, subscribed to [...]``;
+  :meth:`~LambdaEnvironment.shutdown` sends SHUTDOWN with the RIE's reason ``SandboxTerminated``
+  (Lambda itself says ``spindown``: :attr:`LambdaEnvironment.shutdown_reason`).
 - AWS is a :class:`~cdk_serverless_patterns.local.server.MotoServer`; the environment's SDKs reach
   it through ``AWS_ENDPOINT_URL``.
 
-The circuit-breaker extension tests run the real extension process in it; the emulator's Lambda
-runner (which also serves the streaming and tenant routes the RIE lacks) builds on the same pieces.
+The circuit-breaker extension tests run the real extension process in it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import os
-import platform
 import secrets
-import shlex
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-import zipfile
+import urllib.error
 from collections.abc import Callable, Iterator, Mapping
+from email.message import Message
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from cdk_serverless_patterns.local.server import DUMMY_CREDENTIALS, HOST, REGION, MotoServer, free_port
+from cdk_serverless_patterns.local.lambda_runtime import FunctionSpec, LambdaRunner
+from cdk_serverless_patterns.local.server import DUMMY_CREDENTIALS, HOST, REGION, MotoServer
 
-SAM_CLI_VERSION = "1.170.0"  # the aws-sam-cli release whose wheel carries the RIE we run
 T = TypeVar("T")
+#: ``AWS_LAMBDA_FUNCTION_TIMEOUT`` of the RIE, which this class stands in for.
+DEFAULT_TIMEOUT = 300.0
 
 
 def cache_dir() -> Path:
     """Where downloaded tools are kept between runs."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cdk-serverless-patterns"
-
-
-def rie_binary() -> Path:
-    """The RIE for this machine, from the aws-sam-cli wheel on PyPI (cached, see :func:`cache_dir`)."""
-    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
-    folder = cache_dir() / "aws-lambda-rie" / SAM_CLI_VERSION
-    target = folder / f"aws-lambda-rie-{arch}"
-    if target.is_file() and os.access(target, os.X_OK):
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", tmp,
-             f"aws-sam-cli=={SAM_CLI_VERSION}"],
-            check=True,
-            timeout=300,
-        )  # fmt: skip
-        (wheel,) = Path(tmp).glob("aws_sam_cli-*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(f"samcli/local/rapid/aws-lambda-rie-{arch}")
-        partial = Path(tmp) / target.name
-        partial.write_bytes(data)
-        partial.chmod(0o755)
-        partial.replace(target)  # atomic: a concurrent run sees all of it or nothing
-    return target
 
 
 def lambda_base_env(*, function_name: str, memory_size: int = 512) -> dict[str, str]:
@@ -88,10 +64,10 @@ def lambda_base_env(*, function_name: str, memory_size: int = 512) -> dict[str, 
 
 
 class LambdaEnvironment:
-    """One Lambda execution environment: RIE + ``awslambdaric`` + ``layer`` at ``/opt`` + a handler.
+    """One Lambda execution environment: the runner + ``awslambdaric`` + ``layer`` at ``/opt`` + a handler.
 
     Args:
-        workdir: A folder for the task root and the RIE's log.
+        workdir: A folder for the task root, the environment's ``/tmp`` and its log.
         moto: The AWS the function's SDKs reach.
         handler: Source of ``handler.py``, whose ``handler`` function is invoked.
         layer: The folder mounted at ``/opt`` (a layer's contents: ``extensions/``, ``python/``).
@@ -100,6 +76,9 @@ class LambdaEnvironment:
 
     ``token`` is a random ``AWS_SESSION_TOKEN`` that tells this environment's processes apart.
     """
+
+    #: The ``shutdownReason`` :meth:`shutdown` sends (the RIE's; Lambda's is ``spindown``).
+    shutdown_reason = "SandboxTerminated"
 
     def __init__(
         self,
@@ -115,9 +94,7 @@ class LambdaEnvironment:
         self.layer = layer
         self.moto = moto
         self.token = secrets.token_urlsafe(24)
-        self.invoke_port = free_port()
-        self.api_port = free_port()
-        self.log_path = workdir / "rie.log"
+        self.log_path = workdir / "runner"
         task = workdir / "task"
         task.mkdir(parents=True, exist_ok=True)
         (task / "handler.py").write_text(handler)
@@ -128,49 +105,42 @@ class LambdaEnvironment:
             "AWS_ENDPOINT_URL": moto.endpoint,
             **dict(env or {}),
         }
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
+        self.spec = FunctionSpec(
+            name=function_name,
+            arn=f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}",
+            handler="handler.handler",
+            runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
+            code_dir=task,
+            layer_dirs=(layer,),
+            environment=self.env,
+            timeout=DEFAULT_TIMEOUT,
+            memory_mb=int(self.env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")),
+        )
+        self.runner: LambdaRunner | None = None
+        self._stopped = False
 
     def start(self, timeout: float = 15.0) -> Self:
-        rie = rie_binary()
-        script = "\n".join(
-            [
-                "set -e",
-                f"mount --bind {shlex.quote(str(self.layer))} /opt",
-                f"cd {shlex.quote(str(self.task))}",
-                f"exec {shlex.quote(str(rie))} --log-level debug"
-                f" --runtime-interface-emulator-address {HOST}:{self.invoke_port}"
-                f" --runtime-api-address {HOST}:{self.api_port}"
-                f" {shlex.quote(sys.executable)} -m awslambdaric handler.handler",
-            ]
-        )
-        unshare = ["unshare", "-m", "--propagation", "private"] if os.geteuid() == 0 else ["unshare", "-rm"]
-        self._log_file = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [*unshare, "sh", "-c", script],
-            env=self.env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the RIE exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.invoke_port), timeout=0.2):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError(f"the RIE did not listen within {timeout:g} s:\n{self.log()}")
+        """Makes the environment ready to invoke (the init phase runs with the first invoke)."""
+        if self.runner is None:
+            self.runner = LambdaRunner(aws_env={"AWS_ENDPOINT_URL": self.moto.endpoint}, workdir=self.log_path)
+        return self
 
     def invoke(self, event: Any, timeout: float = 30.0) -> Any:
-        """Invokes the function (the first invoke runs the init phase: extensions, then runtime)."""
-        request = urllib.request.Request(
-            f"http://{HOST}:{self.invoke_port}/2015-03-31/functions/function/invocations",
-            data=json.dumps(event).encode(),
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        """Invokes the function (the first invoke runs the init phase: extensions, then runtime).
+
+        Returns the decoded payload (a function error's payload too, as the RIE did); a failed
+        init phase raises ``urllib.error.HTTPError`` 502, an invoke longer than ``timeout``
+        raises ``TimeoutError`` (and resets the environment).
+        """
+        if self.runner is None:
+            raise RuntimeError("start() the environment first")
+        result = self.runner._invoke(self.spec, json.dumps(event).encode(), timeout=timeout)
+        url = f"http://{HOST}/2015-03-31/functions/function/invocations"
+        if result.init_failed:
+            raise urllib.error.HTTPError(url, 502, "Bad Gateway", Message(), io.BytesIO(result.payload))
+        if result.function_error and b'"Sandbox.Timedout"' in result.payload:
+            raise TimeoutError(f"the invoke took longer than {timeout:g} s: {result.payload.decode()}")
+        return json.loads(result.payload)
 
     def connection(self, port: int, timeout: float = 10.0) -> http.client.HTTPConnection:
         """An HTTP connection to ``port`` on the loopback interface (where extensions listen)."""
@@ -192,23 +162,21 @@ class LambdaEnvironment:
         return pids
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """Everything the environment's processes wrote, with the runner's lines (START, agents...)."""
+        files = sorted(self.log_path.glob("envs/*/output.log"), key=lambda path: path.stat().st_mtime_ns)
+        return "".join(path.read_text(errors="replace") for path in files)
 
     def shutdown(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM to the RIE: it sends SHUTDOWN to the extensions and waits for them."""
-        if self.process is None:
+        """SHUTDOWN to the extensions (:attr:`shutdown_reason`), SIGTERM to the runtime, then all killed.
+
+        Returns 0 once stopped (``None`` if the environment was never started).
+        """
+        if self.runner is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return self.process.returncode
+        if not self._stopped:
+            self.runner.shutdown(timeout, reason=self.shutdown_reason)
+            self._stopped = True
+        return 0
 
     def kill(self, marker: bytes | None = None) -> None:
         """Teardown: shutdown, then whatever of ``marker`` survived SHUTDOWN (it should not) is killed."""

@@ -24,6 +24,7 @@ PATCHES = (
     "jsonata_variables",
     "aws_sdk_parameters",
     "eventbridge_targets",
+    "eventbridge_lambda_targets",
     "send_task_failure",
     "parallel_errors",
     "stop_execution",
@@ -31,6 +32,8 @@ PATCHES = (
     "parse_cache",
     "task_token_race",
     "state_size_utf8",
+    "cloudformation_failures",
+    "sqs_event_source_poller",
 )
 
 _LOCK = threading.Lock()

@@ -7,17 +7,19 @@ SQS, CloudWatch Logs, other buses and API destinations only; a ``states`` target
 AWS starts the state machine's execution with the event (or the target's ``Input``,
 ``InputPath`` or input transformer applied to it), and sends the event to the target's
 dead-letter queue when the start fails. This patch does that with moto's own pattern matching and
-input-transformer parser, and gives each execution an explicit name (``event-<uuid>``; moto needs
-one). The event's ``time`` reaches the execution as AWS sends it, an ISO 8601 string to the second
-(``"2024-01-01T12:00:00Z"``, fractions dropped), also through an input transformer: moto holds it
-as a Unix timestamp (a number) and converts it only on its SQS and logs paths.
+the emulator's EventBridge input rules (:func:`cdk_serverless_patterns.local.events.target_input`,
+the same as for Lambda targets: JSON paths with array indexes and wildcards, the predefined
+``aws.events.*`` variables, values inside template strings inserted as text), and gives each
+execution an explicit name (``event-<uuid>``; moto needs one). The event's ``time`` reaches the
+execution as AWS sends it, an ISO 8601 string to the second (``"2024-01-01T12:00:00Z"``,
+fractions dropped), also through an input transformer: moto holds it as a Unix timestamp (a number)
+and converts it only on its SQS and logs paths.
 
 Delete this module (and its line in ``patches.PATCHES``) when moto delivers to ``states`` targets.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -46,8 +48,9 @@ def event_time(value: Any) -> Any:
 
 def install() -> None:
     from moto.events.models import Rule
-    from moto.events.utils import EventTemplateParser
     from moto.utilities.arns import parse_arn
+
+    from cdk_serverless_patterns.local.events import target_input
 
     original = Rule.send_to_targets
 
@@ -65,29 +68,14 @@ def install() -> None:
             return
         from moto.stepfunctions.responses import get_backend
 
-        event: Any = dict(original_event)
-        if "time" in event:
-            event["time"] = event_time(event["time"])
         for target in states_targets:
-            transformer = target.get("InputTransformer", {})
-            if "Input" in target:
-                payload: Any = json.loads(target["Input"])
-            elif "InputPath" in target:
-                payload = at_path(event, target["InputPath"])
-            elif transformer:
-                payload = EventTemplateParser.parse(
-                    input_template=transformer.get("InputTemplate"),
-                    input_paths_map=transformer.get("InputPathsMap", {}),
-                    event=event,
-                )
-            else:
-                payload = event
+            payload = target_input(target, dict(original_event), rule_arn=self.arn, rule_name=self.name)
             arn = parse_arn(target["Arn"])
             try:
                 get_backend(arn.account, arn.region).start_execution(
                     state_machine_arn=target["Arn"],
                     name=f"event-{uuid.uuid4()}",
-                    execution_input=payload if isinstance(payload, str) else json.dumps(payload),
+                    execution_input=payload.decode(),
                 )
             except Exception:
                 dead_letter = target.get("DeadLetterConfig", {}).get("Arn")

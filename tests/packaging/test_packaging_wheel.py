@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
+from wheel_venv import WheelVenv
 
 import cdk_serverless_patterns
 from cdk_serverless_patterns.core import lambda_src_root
@@ -33,19 +32,6 @@ def files_of(folder: Path) -> set[str]:
         for path in folder.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     }
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (built,) = dist.glob("cdk_serverless_patterns-*.whl")
-    return built
 
 
 def test_editable_install_uses_the_checkout() -> None:
@@ -90,29 +76,12 @@ def test_wheel_carries_no_sample_code(wheel: Path) -> None:
     assert not [asset for asset in shipped if "sample" in asset], f"a sample asset in the wheel: {sorted(shipped)}"
 
 
-def test_installed_wheel_synthesizes_an_app_with_its_bundled_assets(wheel: Path, tmp_path: Path) -> None:
+def test_installed_wheel_synthesizes_an_app_with_its_bundled_assets(installed_wheel: WheelVenv, tmp_path: Path) -> None:
     folders = asset_folders()
     assert folders, "lambda_src has no asset folder to look for"
-    venv = tmp_path / "venv"
     # With pip: assets that list requirements are bundled by running pip from the app's interpreter.
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    # The dependencies (aws-cdk-lib alone is ~100 MB) come from the dev environment through a .pth
-    # entry that goes after the new venv's own site-packages; its editable hook is not processed there.
-    new_site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    (new_site / "zz_dev_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)],
-        check=True,
-        timeout=300,
-    )
+    python = installed_wheel.python
+    new_site = installed_wheel.site
     app_dir = tmp_path / "user-app"
     app_dir.mkdir()
     (app_dir / "app.py").write_text(

@@ -1,8 +1,15 @@
-"""The serverless-patterns command: help, clear one-line errors, check, synth and deploy guards."""
+"""The serverless-patterns command: help, clear one-line errors, app resolution, synth and deploy guards.
+
+``check`` has its own file (test_toolkit_check.py), the CLI resolution test_toolkit_cdk_cli.py, and the
+whole toolkit from an installed wheel outside the checkout tests/packaging/test_packaging_outside_checkout.py.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from cdk_serverless_patterns.toolkit import cli
+from cdk_serverless_patterns.toolkit.apps import ToolkitError, load_app, repository_root, resolve_app
 from cdk_serverless_patterns.toolkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["synth", "check", "deploy", "demo", "circuit"]
+COMMANDS = ["synth", "check", "deploy", "circuit", "demo", "local"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -93,14 +102,27 @@ def test_deploy_without_credentials_refuses_clearly(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_synth_without_node_modules_says_to_run_npm_ci(tmp_path: Path) -> None:
+def test_synth_without_any_cdk_cli_or_npm_prints_the_exact_install_command(tmp_path: Path) -> None:
+    """No node_modules, no cdk on PATH, an empty cache and no npm: one line naming the npm command to run."""
     (tmp_path / "cdk.json").write_text("{}")
     app = tmp_path / "app.py"
     app.write_text("import aws_cdk as cdk\napp = cdk.App()\n")
-    result = run_cli("synth", "--app", str(app), cwd=tmp_path)
+    node_only = tmp_path / "bin"
+    node_only.mkdir()
+    (node_only / "node").symlink_to(shutil.which("node") or "/usr/bin/node")
+    cache = tmp_path / "cache"
+    result = run_cli(
+        "synth",
+        "--app",
+        str(app),
+        cwd=tmp_path,
+        env={"PATH": str(node_only), "CDK_SERVERLESS_PATTERNS_CACHE": str(cache)},
+    )
     assert result.returncode == 2
-    assert "run `npm ci` there first" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("serverless-patterns synth: no compatible CDK CLI and no npm to install it")
+    assert f"npm install --prefix {cache}/cdk-cli/2.1148.1 aws-cdk@2.1148.1" in line
+    assert not (tmp_path / "cdk.out").exists()
 
 
 def test_synth_without_node_says_node_is_needed(tmp_path: Path) -> None:
@@ -121,40 +143,6 @@ def test_synth_runs_the_pinned_cli_offline(tmp_path: Path) -> None:
     assert list(out.glob("*.template.json"))
 
 
-def test_check_passes_on_the_sample_app(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check"]) == 0
-    out = capsys.readouterr().out
-    assert "0 blocking finding(s)" in out
-
-
-def test_check_fails_and_tabulates_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    app = tmp_path / "insecure.py"
-    app.write_text(
-        "import aws_cdk as cdk\nfrom aws_cdk import aws_sqs as sqs\n"
-        "def build_app(outdir):\n"
-        "    app = cdk.App(outdir=outdir)\n"
-        "    sqs.Queue(cdk.Stack(app, 'Insecure'), 'Queue')\n"
-        "    return app\n"
-    )
-    assert main(["check", "--app", str(app)]) == 1
-    out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["TOOL", "SEVERITY", "RULE", "WHERE", "WHAT"]
-    assert "AwsSolutions-SQS4" in out and "Insecure/Queue/Resource" in out
-    assert "checked 1 stack(s) (Insecure)" in out
-
-
-def test_demo_lists_every_stack_of_the_sample_app_with_its_resources(
-    capsys: pytest.CaptureFixture[str], sample_templates: dict[str, dict[str, object]]
-) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert f"synthesizes {len(sample_templates)} stack(s)" in out
-    for name, template in sample_templates.items():
-        resources = template["Resources"]
-        assert isinstance(resources, dict)
-        assert f"{name}: {len(resources)} resources" in out
-
-
 def test_package_and_command_start_without_loading_the_cdk() -> None:
     probe = (
         "import sys, cdk_serverless_patterns as p, cdk_serverless_patterns.toolkit.cli; "
@@ -165,3 +153,116 @@ def test_package_and_command_start_without_loading_the_cdk() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("cdk_serverless_patterns.circuit_breaker")
+
+
+# ------------------------------------------------------------------------------ which app
+def test_the_app_is_cdk_json_app_run_as_is_then_app_py(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "cdk.json").write_text(json.dumps({"app": "python3 -u src/main.py --flag"}))
+    (project / "src").mkdir()
+    (project / "src" / "main.py").write_text("")
+    spec = resolve_app(None, project / "sub")  # from a subfolder: the nearest cdk.json
+    assert (spec.command, spec.root, spec.file, spec.source) == (
+        "python3 -u src/main.py --flag",
+        project.resolve(),
+        (project / "src" / "main.py").resolve(),
+        "cdk.json",
+    )
+    (project / "cdk.json").write_text(json.dumps({"context": {}}))
+    with pytest.raises(ToolkitError, match=r"no app: no --app, no \"app\" in .*cdk.json, no .*app.py"):
+        resolve_app(None, project)
+    (project / "app.py").write_text("")
+    spec = resolve_app(None, project)
+    assert spec.file == (project / "app.py").resolve() and spec.source == "./app.py"
+    assert shlex.split(spec.command) == [sys.executable, str((project / "app.py").resolve())]
+
+
+def test_a_command_app_without_a_python_file_cannot_be_checked(tmp_path: Path) -> None:
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "npx ts-node bin/app.ts"}))
+    spec = resolve_app(None, tmp_path)
+    assert spec.command == "npx ts-node bin/app.ts" and spec.file is None
+    with pytest.raises(ToolkitError, match=r"names no Python file to load: pass --app path/to/app\.py"):
+        spec.python_file()
+
+
+def test_app_option_takes_a_file_a_cloud_assembly_or_a_command(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("")
+    (tmp_path / "cdk.out").mkdir()
+    (tmp_path / "cdk.out" / "manifest.json").write_text("{}")
+    assert resolve_app(str(tmp_path / "app.py"), tmp_path).file == (tmp_path / "app.py").resolve()
+    assembly = resolve_app(str(tmp_path / "cdk.out"), tmp_path)
+    assert assembly.command == str((tmp_path / "cdk.out").resolve()) and assembly.file is None
+    command = resolve_app(f"python3 {tmp_path / 'app.py'}", tmp_path)
+    assert command.command == f"python3 {tmp_path / 'app.py'}" and command.file == (tmp_path / "app.py").resolve()
+    with pytest.raises(ToolkitError, match="is not a Python file"):
+        (tmp_path / "app.ts").write_text("")
+        resolve_app(str(tmp_path / "app.ts"), tmp_path)
+
+
+def test_the_sample_app_is_the_default_only_inside_this_repository(tmp_path: Path) -> None:
+    assert repository_root() == ROOT
+    inside = resolve_app(None, ROOT / "docs")  # the repository's cdk.json runs the sample app
+    assert inside.source == "cdk.json" and inside.file == ROOT / "integ" / "app.py"
+    with pytest.raises(ToolkitError, match="no app"):
+        resolve_app(None, tmp_path)  # outside: no sample app as a fallback
+
+
+def test_a_python_app_gets_the_project_context_as_cdk_would_give_it(tmp_path: Path) -> None:
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "python3 app.py", "context": {"stage": "dev", "n": 1}}))
+    (tmp_path / "cdk.context.json").write_text(json.dumps({"n": 2}))
+    (tmp_path / "helper.py").write_text("NAME = 'FromHelper'\n")
+    (tmp_path / "app.py").write_text(
+        "import aws_cdk as cdk\nfrom helper import NAME\napp = cdk.App()\ncdk.Stack(app, NAME)\napp.synth()\n"
+    )
+    app = load_app(tmp_path / "app.py", tmp_path / "out")
+    assert app.node.try_get_context("stage") == "dev" and app.node.try_get_context("n") == 2
+    assert app.node.try_get_context("aws:cdk:enable-path-metadata") is True
+    assert Path(app.outdir) == tmp_path / "out"
+    import aws_cdk as cdk
+
+    assert [child.node.id for child in app.node.children if cdk.Stack.is_stack(child)] == ["FromHelper"]
+
+
+# ----------------------------------------------------------------- commands of other modules
+def test_demo_and_local_dispatch_to_their_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    for name, (module_name, _, _) in cli.PLUGGED_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        monkeypatch.setattr(module, "run", lambda args, name=name: calls.append(f"{name}:{args.command}") or 7)
+    assert main(["demo"]) == 7
+    assert main(["local", "down"]) == 7
+    assert calls == ["demo:demo", "local:local"]
+
+
+def test_a_command_whose_module_cannot_load_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(
+        cli.PLUGGED_COMMANDS, "demo", ("cdk_serverless_patterns.toolkit.no_such_module", "the demo", "local")
+    )
+    assert main(["demo", "--keep"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("serverless-patterns demo: this command needs the 'local' extra: ")
+    assert "pip install 'cdk-serverless-patterns[local]'" in line
+
+
+def test_a_command_missing_a_package_of_its_extra_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local_commands = importlib.import_module(cli.PLUGGED_COMMANDS["local"][0])
+
+    def run(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'moto'", name="moto")
+
+    monkeypatch.setattr(local_commands, "run", run)
+    assert main(["local", "status"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "needs the 'local' extra: pip install 'cdk-serverless-patterns[local]'" in line
+
+    def broken(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'my_own_code'", name="my_own_code")
+
+    monkeypatch.setattr(local_commands, "run", broken)
+    with pytest.raises(ModuleNotFoundError):  # not an extra's package: a real bug, not hidden
+        main(["local", "status"])

@@ -1,5 +1,9 @@
 """Test a function protected by ``CircuitBreaker`` as Lambda runs it, without Docker or an account.
 
+- :func:`client_module`: the client your function imports (``circuit_breaker_client``, shipped in the
+  breaker's layer at ``/opt/python``), made importable in your own unit tests, no extension needed:
+  without one, the client's policy decides (``fail_open`` lets calls pass, ``fail_closed`` takes the
+  fallback), which is what your function does in Lambda when the extension cannot answer.
 - :class:`CircuitMoto`: moto's server on localhost with the breaker's state table, to set circuits
   (``put_circuit``) and read them back (``circuit``) as the health checker and the extension do.
 - :class:`ProtectedFunction`: a Lambda execution environment (the Runtime Interface Emulator with
@@ -19,19 +23,42 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cdk_serverless_patterns._paths import asset_path
 from cdk_serverless_patterns.circuit_breaker import contract
 from cdk_serverless_patterns.local.lambda_environment import LambdaEnvironment
 from cdk_serverless_patterns.local.server import MotoServer, free_port
-from cdk_serverless_patterns.testing.moto import create_circuit_table
+from cdk_serverless_patterns.testing.moto import create_circuit_table, load_runtime_module
+
+#: The module name your function imports the client by (``from circuit_breaker_client import protected``).
+CLIENT_MODULE = "circuit_breaker_client"
 
 #: The module the extension runs as (``python -m circuit_breaker_ext``): how its processes are found.
 EXTENSION_MARKER = b"circuit_breaker_ext"
+
+
+def client_module(*, fresh: bool = False) -> ModuleType:
+    """The circuit-breaker client as your protected function imports it, from the layer this package ships.
+
+    Lambda puts the layer's ``python/`` folder on the function's path (``/opt/python``); this puts the
+    same folder on ``sys.path`` and imports ``circuit_breaker_client`` from it, so that the import in
+    your handler module resolves in your tests too. Call it before importing your handler (in
+    ``conftest.py``, for example). ``fresh=True`` drops an imported copy first and imports it again: its
+    module-level client then reads ``CIRCUIT_BREAKER_*`` from the environment anew (set them with
+    ``monkeypatch.setenv`` first), with no memo, queue or policy state left from another test.
+    """
+    if fresh:
+        old = sys.modules.pop(CLIENT_MODULE, None)
+        close = getattr(getattr(old, "_default", None), "close", None)
+        if callable(close):
+            close()
+    return load_runtime_module(contract.EXTENSION_ASSET, CLIENT_MODULE)
 
 
 class CircuitMoto(MotoServer):

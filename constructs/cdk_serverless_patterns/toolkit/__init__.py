@@ -1,1 +1,1 @@
-"""The ``serverless-patterns`` command: synth, check, deploy and demo."""
+"""The ``serverless-patterns`` command: synth, check, deploy, local, demo and circuit."""

@@ -1,0 +1,755 @@
+"""``serverless-patterns demo`` (``make demo``): the sample app deployed into the embedded emulator, each
+pattern driven through real scenarios.
+
+What runs, and what is real:
+
+- The emulator (:class:`~cdk_serverless_patterns.local.cloud.LocalCloud`) is moto's server on
+  ``localhost`` plus the project's bridges. The sample stacks are deployed with the real pinned CDK
+  CLI; the state machines run the synthesized ASL in moto's interpreter; the Lambda functions run
+  their deployed code in local execution environments (the circuit breaker's extension runs as a real
+  process from its layer); EventBridge rules and Scheduler schedules deliver as in AWS.
+- The callback sample's first step starts an Amazon Translate job through an ``aws-sdk`` task.
+  moto 5.2.5 has no Translate: the demo plays Translate (:class:`TranslateStandIn`, routed with
+  :func:`~cdk_serverless_patterns.local.patches.aws_sdk_parameters.route_aws_sdk`): it accepts the
+  job, returns a 32-character job id as Translate does, and the demo publishes the job's state-change
+  event (source ``aws.translate``, detail-type ``Translate TextTranslationJob State Change``,
+  ``detail.jobId``/``detail.jobStatus``) when a scenario says the job finished.
+- The circuit breaker's downstream "payments" service is
+  :class:`~cdk_serverless_patterns.toolkit.demo_payments.PaymentsService` on ``127.0.0.1``; the sample
+  is deployed with the CDK context ``payments_base_url`` pointing at it.
+- Time: ``--fast-schedules`` (default 60) makes the emulator fire ``rate(1 minute)`` every second.
+  It compresses schedules only, not the breaker's cool-down, which the health checker measures on
+  the wall clock from the item's ``openedAt``: so the demo deploys the sample with the context
+  ``payments_cool_down_seconds`` (:data:`DEMO_COOL_DOWN_S`, 60 in the sample) and says so.
+
+Each scenario is one function registered with :func:`scenario` (pattern, name, the stack it needs);
+the tenancy and streaming patterns add theirs the same way. A scenario returns its key figure
+("resumed 0.4 s after the event") or raises :class:`ScenarioFailed`; what it created (execution
+ARNs, job ids, orders) goes into :attr:`DemoRun.records`, from which the tests assert against the
+emulator's state. Later scenarios of a pattern whose earlier step failed are not run (and count as
+failed). The exit code is 0 only when every scenario that ran is as expected.
+
+``--keep`` leaves the emulator (and the payments service) running afterwards, writes the same state
+file as ``local up`` (so ``serverless-patterns local down`` stops it) and prints the environment for
+the AWS CLI and boto3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cdk_serverless_patterns.toolkit import local_commands
+from cdk_serverless_patterns.toolkit.apps import ToolkitError
+from cdk_serverless_patterns.toolkit.demo_payments import PaymentsService
+
+if TYPE_CHECKING:
+    from cdk_serverless_patterns.local.cloud import LocalCloud
+
+#: Schedules fire this many times as often as their rate unless --fast-schedules says otherwise.
+DEFAULT_FAST_SCHEDULES = 60.0
+#: The circuit's cool-down the demo deploys (the sample's is 60 s): see the module docstring.
+DEMO_COOL_DOWN_S = 5
+CALLBACK_STACK = "ServerlessPatternsCallback"
+CIRCUIT_STACK = "ServerlessPatternsCircuitBreaker"
+CIRCUIT_ID = "payments"
+TRANSLATE_SOURCE = "aws.translate"
+TRANSLATE_DETAIL_TYPE = "Translate TextTranslationJob State Change"
+#: Bounds of the waits inside scenarios (each a poll with a deadline, never a sleep standing for an outcome).
+STEP_TIMEOUT_S = 60.0
+POLL_S = 0.05
+#: The sample's health-check probe timeout (4 s) and a margin for a cold start of the checker.
+PROBE_MARGIN_S = 15.0
+
+
+class ScenarioFailed(Exception):
+    """A scenario's outcome is not what the pattern promises; the message says what was seen."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One step of the demo: ``run(demo)`` returns the key figure or raises ScenarioFailed."""
+
+    pattern: str
+    name: str
+    stack: str
+    run: Callable[[DemoRun], str]
+
+
+@dataclass
+class Outcome:
+    """What a scenario did: ``status`` is ``ok``, ``failed``, ``not run`` or ``skipped`` (its stack is absent)."""
+
+    pattern: str
+    scenario: str
+    status: str
+    detail: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "skipped")
+
+
+#: The scenarios, in the order they run (patterns in the order they were registered).
+SCENARIOS: list[Scenario] = []
+
+
+def scenario(pattern: str, name: str, *, stack: str) -> Callable[[Callable[[DemoRun], str]], Callable[[DemoRun], str]]:
+    """Registers a scenario function (the extension point for the patterns' own scenarios)."""
+
+    def register(function: Callable[[DemoRun], str]) -> Callable[[DemoRun], str]:
+        SCENARIOS.append(Scenario(pattern, name, stack, function))
+        return function
+
+    return register
+
+
+# -- the command ------------------------------------------------------------------------------------
+def add_parser(commands: Any) -> None:
+    """Registers ``demo`` on the CLI's subcommands."""
+    demo = commands.add_parser(
+        "demo",
+        help="deploy the sample app into the embedded emulator and run one scenario per pattern",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    demo.add_argument("--app", help="the CDK app (default: the sample app of this project)")
+    demo.add_argument("--keep", action="store_true", help="leave the emulator running afterwards, until Ctrl-C")
+    demo.add_argument("--port", type=local_commands._port, help="port of the emulator on localhost (default: free)")
+    demo.add_argument(
+        "--fast-schedules",
+        type=local_commands._positive_float,
+        default=DEFAULT_FAST_SCHEDULES,
+        metavar="F",
+        help=f"fire schedules F times as often as their rate (default {DEFAULT_FAST_SCHEDULES:g})",
+    )
+    demo.add_argument(
+        "--pattern",
+        action="append",
+        dest="patterns",
+        metavar="PATTERN",
+        help="run only this pattern's scenarios (repeatable; default: all)",
+    )
+
+
+def run(args: argparse.Namespace, *, inspect: Callable[[DemoRun], None] | None = None) -> int:
+    """Executes ``serverless-patterns demo``: 0 only if every scenario is as expected.
+
+    ``inspect`` (for tests) is called with the finished run before the emulator closes.
+    """
+    patterns = set(getattr(args, "patterns", None) or [])
+    known = {s.pattern for s in SCENARIOS}
+    unknown = sorted(patterns - known)
+    if unknown:
+        raise ToolkitError(f"--pattern: no scenarios for {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    selected = [s for s in SCENARIOS if not patterns or s.pattern in patterns]
+    demo = DemoRun(
+        app=getattr(args, "app", None),
+        port=getattr(args, "port", None),
+        fast_schedules=getattr(args, "fast_schedules", DEFAULT_FAST_SCHEDULES) or DEFAULT_FAST_SCHEDULES,
+    )
+    # SIGTERM acts like Ctrl-C: the emulator's clean shutdown runs (no execution environment left behind).
+    with local_commands._sigterm_interrupts():
+        return _run(demo, selected, keep=bool(getattr(args, "keep", False)), inspect=inspect)
+
+
+def _run(demo: DemoRun, selected: Sequence[Scenario], *, keep: bool, inspect: Callable[[DemoRun], None] | None) -> int:
+    outcomes: list[Outcome] = []
+    try:
+        demo.start()
+        outcomes = demo.run_scenarios(selected)
+        print_summary(outcomes, demo.log)
+        if inspect is not None:
+            inspect(demo)
+        if keep:
+            demo.keep()
+    except KeyboardInterrupt:
+        demo.log("interrupted: stopping the emulator")
+        return 130
+    finally:
+        demo.close()
+    return 0 if outcomes and all(outcome.ok for outcome in outcomes) else 1
+
+
+def sample_app() -> Path:
+    """integ/app.py of this repository: the demo's default app (it is not part of the wheel)."""
+    from cdk_serverless_patterns.toolkit.apps import SAMPLE_APP, repository_root
+
+    repository = repository_root()
+    if repository is None:
+        raise ToolkitError(
+            "the demo deploys the sample app (integ/app.py), which ships with the repository, not the wheel: run it "
+            "from a checkout of cdk-serverless-patterns, or pass --app to deploy your own app (no scenario runs then)"
+        )
+    return repository / SAMPLE_APP
+
+
+def print_summary(outcomes: Sequence[Outcome], log: Callable[[str], None] = print) -> None:
+    """The table at the end: pattern, scenario, outcome, key timing."""
+    rows = [("PATTERN", "SCENARIO", "OUTCOME", "TIME", "KEY FIGURE")]
+    for o in outcomes:
+        rows.append((o.pattern, o.scenario, o.status, f"{o.seconds:.1f} s", o.detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    log("")
+    for row in rows:
+        log("  ".join([*(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip())
+    failed = [o for o in outcomes if not o.ok]
+    log("")
+    if failed:
+        log(f"{len(failed)} of {len(outcomes)} scenario(s) not as expected")
+    else:
+        log(f"all {len(outcomes)} scenario(s) as expected")
+
+
+# -- one run of the demo ----------------------------------------------------------------------------
+@dataclass
+class DemoRun:
+    """The emulator, the payments stand-in and the Translate stand-in of one demo run."""
+
+    app: str | None = None
+    port: int | None = None
+    fast_schedules: float = DEFAULT_FAST_SCHEDULES
+    log: Callable[[str], None] = print
+    cloud: LocalCloud | None = None
+    payments: PaymentsService = field(default_factory=PaymentsService)
+    translate: TranslateStandIn | None = None
+    stacks: dict[str, Any] = field(default_factory=dict)
+    #: What the scenarios created, by scenario name: what the tests assert against the emulator's state.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def context(self) -> dict[str, str]:
+        """The CDK context the sample app is deployed with."""
+        return {
+            "payments_base_url": self.payments.url,
+            "payments_cool_down_seconds": str(DEMO_COOL_DOWN_S),
+        }
+
+    @property
+    def schedule_interval_s(self) -> float:
+        """How often the sample's ``rate(1 minute)`` health check fires in the emulator."""
+        return 60.0 / self.fast_schedules
+
+    def start(self) -> DemoRun:
+        """Starts the payments stand-in and the emulator, and deploys the app (default: the sample app)."""
+        app = self.app or str(sample_app())
+        self.app = app  # what a redeploy (SIGHUP, with --keep) deploys again
+        started = time.monotonic()
+        self.payments.start()
+        self.log(f"payments stand-in listening on {self.payments.url}")
+        self.log("starting the emulator (moto on localhost, Lambda runner, front door, schedulers) ...")
+        self.cloud = local_commands.start_cloud(port=self.port, fast_schedules=self.fast_schedules, log=self._quiet)
+        self.log(f"emulator at {self.cloud.endpoint}")
+        self.translate = TranslateStandIn(self.cloud.session()).install()
+        self.log(
+            f"deploying the sample app (context payments_base_url={self.payments.url}, "
+            f"payments_cool_down_seconds={DEMO_COOL_DOWN_S}: the sample's cool-down is 60 s) ..."
+        )
+        deployed = local_commands.deploy_app(self.cloud, app, self.context, self._quiet)
+        self.stacks = {stack.name: stack for stack in deployed}
+        self.log(f"deployed {', '.join(self.stacks)} in {time.monotonic() - started:.1f} s (emulator start included)")
+        return self
+
+    def _quiet(self, line: str) -> None:
+        """The emulator's own log lines, indented under the demo's progress lines."""
+        self.log(f"    {line}")
+
+    def close(self) -> None:
+        if self.translate is not None:
+            self.translate.uninstall()
+        if self.cloud is not None:
+            self.cloud.close()
+        self.payments.stop()
+
+    def keep(self) -> None:
+        """``--keep``: serve until Ctrl-C / ``local down``, with the state file of ``local up``."""
+        assert self.cloud is not None
+        local_commands.describe_stacks(self.cloud, list(self.stacks.values()), self.log)
+        self.log(f"payments stand-in: {self.payments.url} (GET /health, POST /charges)")
+        for line in local_commands.usage_lines(self.cloud):
+            self.log(line)
+        path = local_commands.state_path()
+        running = local_commands.read_state(path)
+        if running is not None:  # `local down` must keep meaning that emulator: this one stops with Ctrl-C only
+            self.log(f"another emulator runs for this project (pid {running['pid']}): stop this one with Ctrl-C")
+            path = path.with_name(f"demo-{os.getpid()}.json")
+        state = local_commands.StateFile(
+            path,
+            port=int(self.cloud.endpoint.rsplit(":", 1)[1]),
+            endpoint=self.cloud.endpoint,
+            frontDoor=self.cloud.front_door_endpoint,
+            app=self.app,
+            context=self.context,
+            deployments=1,
+            stacks=list(self.stacks),
+        )
+        state.update()
+        try:
+            local_commands.serve(self.cloud, state, app=self.app, context=self.context, log=self.log)
+        finally:
+            state.remove()
+
+    # -- clients and helpers used by the scenarios ------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A client of the emulator with bounded waits (one attempt for Lambda: an invoke is not retried)."""
+        if service not in self._clients:
+            from botocore.config import Config
+
+            assert self.cloud is not None
+            attempts = 1 if service == "lambda" else 3
+            config = Config(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"mode": "standard", "total_max_attempts": attempts},
+            )
+            self._clients[service] = self.cloud.session().client(service, config=config)
+        return self._clients[service]
+
+    def stack(self, name: str) -> Any:
+        try:
+            return self.stacks[name]
+        except KeyError:
+            raise ScenarioFailed(f"stack {name} is not deployed") from None
+
+    def output(self, stack: str, key: str) -> str:
+        outputs: Mapping[str, str] = self.stack(stack).outputs
+        value = outputs.get(key)
+        if not value:
+            raise ScenarioFailed(f"stack {stack} has no output {key} (outputs: {sorted(outputs)})")
+        return str(value)
+
+    def record(self, name: str, **values: Any) -> dict[str, Any]:
+        """Adds ``values`` to what scenario ``name`` created (for the tests)."""
+        entry = self.records.setdefault(name, {})
+        entry.update(values)
+        return entry
+
+    def run_scenarios(self, scenarios: Sequence[Scenario]) -> list[Outcome]:
+        failed_patterns: set[str] = set()
+        for number, step in enumerate(scenarios, 1):
+            label = f"[{number}/{len(scenarios)}] {step.pattern}: {step.name}"
+            if step.stack not in self.stacks:
+                outcome = Outcome(step.pattern, step.name, "skipped", f"stack {step.stack} not in the app", 0.0)
+            elif step.pattern in failed_patterns:
+                outcome = Outcome(step.pattern, step.name, "not run", "an earlier step of this pattern failed", 0.0)
+            else:
+                self.log(label)
+                started = time.monotonic()
+                try:
+                    detail = step.run(self)
+                    status = "ok"
+                except ScenarioFailed as error:
+                    detail, status = str(error), "failed"
+                    failed_patterns.add(step.pattern)
+                except Exception as error:  # an unexpected error is this scenario's failure, not the demo's end
+                    detail, status = f"{type(error).__name__}: {error}", "failed"
+                    failed_patterns.add(step.pattern)
+                outcome = Outcome(step.pattern, step.name, status, detail, time.monotonic() - started)
+            self.outcomes.append(outcome)
+            mark = {"ok": "ok", "skipped": "skipped", "not run": "not run"}.get(outcome.status, "FAILED")
+            self.log(f"    -> {mark}: {outcome.detail}")
+        return list(self.outcomes)
+
+
+def wait_until(
+    what: str, probe: Callable[[], Any], *, timeout: float = STEP_TIMEOUT_S, interval: float = POLL_S
+) -> Any:
+    """Polls ``probe`` until it returns something truthy; ScenarioFailed naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise ScenarioFailed(f"{what}: not seen within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+# -- Translate, played by the demo ------------------------------------------------------------------
+class TranslateStandIn:
+    """Answers the sample workflow's ``aws-sdk:translate:startTextTranslationJob`` task (moto 5.2.5 has no
+    Translate): accepts the job and returns ``{"JobId", "JobStatus": "SUBMITTED"}`` as Translate does, the
+    same job id again for the same ``ClientToken`` (Translate's idempotency).
+
+    :meth:`finish_before_answer` makes the job of one ``ClientToken`` finish at once: its completion
+    event is published and recorded by the callback pattern before the task returns, i.e. before the
+    workflow reaches its wait step (the early-completion race, made deterministic).
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._events = session.client("events")
+        self._dynamodb = session.client("dynamodb")
+        self._lock = threading.Lock()
+        self.jobs: dict[str, dict[str, Any]] = {}  # by ClientToken
+        self._instant: dict[str, tuple[str, str]] = {}  # ClientToken -> (status, token table)
+
+    def install(self) -> TranslateStandIn:
+        from cdk_serverless_patterns.local.patches.aws_sdk_parameters import route_aws_sdk
+
+        route_aws_sdk("translate", "startTextTranslationJob", self.start_text_translation_job)
+        return self
+
+    def uninstall(self) -> None:
+        from cdk_serverless_patterns.local.patches.aws_sdk_parameters import route_aws_sdk
+
+        route_aws_sdk("translate", "startTextTranslationJob", None)
+
+    def finish_before_answer(self, client_token: str, status: str, table: str) -> None:
+        with self._lock:
+            self._instant[client_token] = (status, table)
+
+    def start_text_translation_job(self, **parameters: Any) -> dict[str, Any]:
+        token = str(parameters.get("ClientToken") or uuid.uuid4())
+        with self._lock:
+            job = self.jobs.get(token)
+            if job is None:
+                job = {"JobId": uuid.uuid4().hex, "parameters": parameters, "submittedAt": time.time()}
+                self.jobs[token] = job
+            instant = self._instant.pop(token, None)
+        if instant is not None:
+            status, table = instant
+            self.publish(job["JobId"], status)
+            deadline = time.monotonic() + STEP_TIMEOUT_S
+            key = {"id": {"S": f"translate#{job['JobId']}"}}
+            while time.monotonic() < deadline:  # answer once the pattern recorded the completion
+                item = self._dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+                if item and item.get("kind", {}).get("S") == "completion":
+                    break
+                time.sleep(POLL_S)
+        return {"JobId": job["JobId"], "JobStatus": "SUBMITTED"}
+
+    def job(self, client_token: str, timeout: float = STEP_TIMEOUT_S) -> dict[str, Any]:
+        def started() -> dict[str, Any] | None:
+            with self._lock:
+                return self.jobs.get(client_token)
+
+        found: dict[str, Any] = wait_until(f"Translate job of execution {client_token}", started, timeout=timeout)
+        return found
+
+    def publish(self, job_id: str, status: str) -> None:
+        """Publishes the job's state-change event as Translate does."""
+        entry = {
+            "Source": TRANSLATE_SOURCE,
+            "DetailType": TRANSLATE_DETAIL_TYPE,
+            "Detail": json.dumps({"jobId": job_id, "jobStatus": status}),
+        }
+        result = self._events.put_events(Entries=[entry])
+        if result.get("FailedEntryCount"):
+            raise ScenarioFailed(f"PutEvents refused the Translate event: {result['Entries']}")
+
+
+# -- callback scenarios -----------------------------------------------------------------------------
+def _start_workflow(demo: DemoRun, label: str) -> tuple[str, str]:
+    name = f"demo-{label}-{uuid.uuid4().hex[:8]}"
+    arn = demo.output(CALLBACK_STACK, "WorkflowArn")
+    execution = demo.client("stepfunctions").start_execution(
+        stateMachineArn=arn, name=name, input=json.dumps({"sourceLanguage": "en", "targetLanguages": ["fr"]})
+    )["executionArn"]
+    return name, str(execution)
+
+
+def _token_item(demo: DemoRun, job_id: str) -> dict[str, Any] | None:
+    table = demo.output(CALLBACK_STACK, "TokenTableName")
+    item = demo.client("dynamodb").get_item(
+        TableName=table, Key={"id": {"S": f"translate#{job_id}"}}, ConsistentRead=True
+    )
+    found: dict[str, Any] | None = item.get("Item")
+    return found
+
+
+def _finished(demo: DemoRun, execution: str) -> dict[str, Any]:
+    sfn = demo.client("stepfunctions")
+
+    def done() -> dict[str, Any] | None:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution)
+        return described if described["status"] != "RUNNING" else None
+
+    finished: dict[str, Any] = wait_until(f"end of execution {execution.rsplit(':', 1)[-1]}", done)
+    return finished
+
+
+def _history(demo: DemoRun, execution: str) -> list[dict[str, Any]]:
+    pages = demo.client("stepfunctions").get_paginator("get_execution_history").paginate(executionArn=execution)
+    return [event for page in pages for event in page["events"]]
+
+
+def _parked(demo: DemoRun, label: str) -> tuple[str, str, str, float]:
+    """Starts the workflow and waits until it is paused with its token stored; (name, execution, job id, s)."""
+    assert demo.translate is not None
+    started = time.monotonic()
+    name, execution = _start_workflow(demo, label)
+    job_id = str(demo.translate.job(name)["JobId"])
+    item = wait_until(
+        f"token of job {job_id} in the callback table",
+        lambda: (i := _token_item(demo, job_id)) and i.get("kind", {}).get("S") == "token" and i,
+    )
+    if item["executionArn"]["S"] != execution:
+        raise ScenarioFailed(f"the token item of job {job_id} belongs to {item['executionArn']['S']}")
+    status = demo.client("stepfunctions").describe_execution(executionArn=execution)["status"]
+    if status != "RUNNING":
+        raise ScenarioFailed(f"the workflow is {status}, not paused, with its token stored")
+    elapsed = time.monotonic() - started
+    demo.log(f"    workflow {name} paused at 'Wait for translation'; token stored as item translate#{job_id}")
+    return name, execution, job_id, elapsed
+
+
+@scenario("callback", "job completes: paused, then resumed by its event", stack=CALLBACK_STACK)
+def callback_job_completes(demo: DemoRun) -> str:
+    assert demo.translate is not None
+    name, execution, job_id, paused_s = _parked(demo, "ok")
+    demo.log(f"    publishing the Translate event: job {job_id} COMPLETED")
+    published = time.monotonic()
+    demo.translate.publish(job_id, "COMPLETED")
+    result = _finished(demo, execution)
+    resumed_s = time.monotonic() - published
+    demo.record("callback_job_completes", execution=execution, job_id=job_id)
+    if result["status"] != "SUCCEEDED":
+        raise ScenarioFailed(f"the workflow ended {result['status']}: {result.get('error')} {result.get('cause')}")
+    bucket = str(demo.translate.jobs[name]["parameters"]["OutputDataConfig"]["S3Uri"]).split("/")[2]
+    key = f"output/{job_id}.result.json"
+    s3 = demo.client("s3")
+    body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+    demo.record("callback_job_completes", bucket=bucket, key=key)
+    if body.get("jobStatus") != "COMPLETED" or tags.get("job-status") != "COMPLETED":
+        raise ScenarioFailed(f"result object s3://{bucket}/{key} holds {body} tagged {tags}")
+    demo.log(f"    resumed; result written to s3://{bucket}/{key} tagged job-status=COMPLETED")
+    return f"paused in {paused_s:.1f} s; resumed {resumed_s:.1f} s after the event"
+
+
+@scenario("callback", "job fails: the wait step fails with the job's error", stack=CALLBACK_STACK)
+def callback_job_fails(demo: DemoRun) -> str:
+    assert demo.translate is not None
+    _name, execution, job_id, _paused_s = _parked(demo, "failed")
+    demo.log(f"    publishing the Translate event: job {job_id} FAILED")
+    published = time.monotonic()
+    demo.translate.publish(job_id, "FAILED")
+    result = _finished(demo, execution)
+    failed_s = time.monotonic() - published
+    demo.record("callback_job_fails", execution=execution, job_id=job_id)
+    if result["status"] != "FAILED" or result.get("error") != "TranslationFailed":
+        raise ScenarioFailed(f"the workflow ended {result['status']} ({result.get('error')}), not FAILED")
+    caught = [
+        json.loads(event["stateEnteredEventDetails"]["input"]).get("error", {}).get("Error")
+        for event in _history(demo, execution)
+        if event["type"] == "FailStateEntered"
+    ]
+    if caught != ["translate.FAILED"]:
+        raise ScenarioFailed(f"the wait step's error was {caught}, not translate.FAILED")
+    demo.log("    the wait step failed with translate.FAILED; the workflow's catch ended it TranslationFailed")
+    return f"failed {failed_s:.1f} s after the event (translate.FAILED)"
+
+
+@scenario("callback", "event before the wait step: recorded, then taken", stack=CALLBACK_STACK)
+def callback_event_before_wait(demo: DemoRun) -> str:
+    assert demo.translate is not None
+    table = demo.output(CALLBACK_STACK, "TokenTableName")
+    name = f"demo-early-{uuid.uuid4().hex[:8]}"
+    demo.translate.finish_before_answer(name, "COMPLETED", table)
+    demo.log("    Translate finishes the job at once: its event arrives before the workflow reaches its wait step")
+    started = time.monotonic()
+    execution = demo.client("stepfunctions").start_execution(
+        stateMachineArn=demo.output(CALLBACK_STACK, "WorkflowArn"),
+        name=name,
+        input=json.dumps({"sourceLanguage": "en", "targetLanguages": ["fr"]}),
+    )["executionArn"]
+    result = _finished(demo, execution)
+    elapsed = time.monotonic() - started
+    job_id = str(demo.translate.jobs[name]["JobId"])
+    demo.record("callback_event_before_wait", execution=execution, job_id=job_id)
+    if result["status"] != "SUCCEEDED":
+        raise ScenarioFailed(f"the workflow ended {result['status']}: {result.get('error')} {result.get('cause')}")
+    parked = [
+        event
+        for event in _history(demo, execution)
+        if event["type"] == "TaskSubmitted"
+        and event["taskSubmittedEventDetails"]["resource"] == "putItem.waitForTaskToken"
+    ]
+    item = _token_item(demo, job_id) or {}
+    marker = (item.get("kind", {}).get("S"), item.get("result", {}).get("S"))
+    if parked or marker != ("resumed", "TAKEN"):
+        raise ScenarioFailed(f"expected the recorded completion to be taken without parking; item {marker}")
+    demo.log(f"    the wait step took the recorded completion (item translate#{job_id}: resumed/TAKEN), never parked")
+    return f"finished in {elapsed:.1f} s without parking"
+
+
+# -- circuit-breaker scenarios ----------------------------------------------------------------------
+def _circuit(demo: DemoRun) -> dict[str, Any] | None:
+    from cdk_serverless_patterns.toolkit.circuit import read_item
+
+    table = demo.output(CIRCUIT_STACK, "CircuitBreakerTableName")
+    raw = demo.client("dynamodb").get_item(TableName=table, Key={"circuitId": {"S": CIRCUIT_ID}}, ConsistentRead=True)
+    return read_item(raw["Item"]) if "Item" in raw else None
+
+
+def _state(demo: DemoRun) -> str | None:
+    item = _circuit(demo)
+    return str(item.get("state")) if item else None
+
+
+def show_circuit_status(demo: DemoRun) -> None:
+    """Shows ``serverless-patterns circuit status --table ... --endpoint-url ...`` as the command prints it."""
+    from cdk_serverless_patterns.toolkit import circuit
+
+    assert demo.cloud is not None
+    table = demo.output(CIRCUIT_STACK, "CircuitBreakerTableName")
+    args = argparse.Namespace(
+        action="status",
+        circuit_id=None,
+        table=table,
+        stack=None,
+        region=demo.cloud.region,
+        endpoint_url=demo.cloud.endpoint,
+        reason=None,
+        create=False,
+        json=False,
+    )
+    out = io.StringIO()
+    with redirect_stdout(out):
+        circuit.run(args)
+    demo.log(f"    $ serverless-patterns circuit status --table {table} --endpoint-url {demo.cloud.endpoint}")
+    for line in out.getvalue().rstrip().splitlines():
+        demo.log(f"      {line}")
+
+
+def checkout(demo: DemoRun, order_id: str, amount_cents: int = 1299) -> dict[str, Any]:
+    """Invokes the sample's checkout function (through moto's Invoke, run by the Lambda runner)."""
+    function = demo.output(CIRCUIT_STACK, "CheckoutFunctionName")
+    response = demo.client("lambda").invoke(
+        FunctionName=function, Payload=json.dumps({"orderId": order_id, "amountCents": amount_cents}).encode()
+    )
+    payload = response["Payload"].read()
+    if response.get("FunctionError"):
+        raise ScenarioFailed(f"checkout failed ({response['FunctionError']}): {payload[:300]!r}")
+    answer: dict[str, Any] = json.loads(payload)
+    demo.records.setdefault("checkout_calls", {})[order_id] = answer
+    return answer
+
+
+def _health_check_timeout(demo: DemoRun, probes: int) -> float:
+    return probes * demo.schedule_interval_s + PROBE_MARGIN_S
+
+
+@scenario("circuit breaker", "healthy payments: circuit CLOSED, checkout charges", stack=CIRCUIT_STACK)
+def circuit_healthy(demo: DemoRun) -> str:
+    demo.payments.set_mode("up")
+    started = time.monotonic()
+    wait_until(
+        "the first scheduled health check",
+        lambda: _state(demo) == "CLOSED" and demo.payments.count("health") > 0,
+        timeout=_health_check_timeout(demo, 2),
+    )
+    first_check = time.monotonic() - started
+    show_circuit_status(demo)
+    answer = checkout(demo, "demo-order-1")
+    demo.record("circuit_healthy", answer=answer)
+    if answer.get("status") != "charged":
+        raise ScenarioFailed(f"checkout answered {answer}, not charged")
+    demo.log(f"    checkout demo-order-1 -> charged ({answer['payment'].get('chargeId')})")
+    checks = demo.payments.count("health")
+    return f"CLOSED after {checks} health check(s) ({first_check:.1f} s waited); order charged"
+
+
+@scenario("circuit breaker", "payments down: the health checker opens the circuit", stack=CIRCUIT_STACK)
+def circuit_opens(demo: DemoRun) -> str:
+    demo.log("    payments goes down (503 to everything)")
+    demo.payments.set_mode("down")
+    started = time.monotonic()
+    item = wait_until(
+        "circuit OPEN after 3 failed health checks",
+        lambda: (i := _circuit(demo)) and i.get("state") == "OPEN" and i,
+        timeout=_health_check_timeout(demo, 4),
+    )
+    opened = time.monotonic() - started
+    demo.record("circuit_opens", item=item, failed_probes=demo.payments.count("health", "down"))
+    show_circuit_status(demo)
+    return f"OPEN {opened:.1f} s after payments went down ({item.get('updatedBy')})"
+
+
+@scenario("circuit breaker", "circuit open: checkout answers from its fallback", stack=CIRCUIT_STACK)
+def circuit_fallback(demo: DemoRun) -> str:
+    started = time.monotonic()
+    calls = 0
+    answer: dict[str, Any] = {}
+
+    def queued() -> bool:
+        # The extension caches the circuit's state for up to 2 s (the sample's cache_ttl): calls made
+        # before it reads OPEN still go to payments and fail.
+        nonlocal calls, answer
+        calls += 1
+        before = demo.payments.count("charges")
+        answer = checkout(demo, f"demo-order-open-{calls}")
+        return answer.get("status") == "queued" and demo.payments.count("charges") == before
+
+    try:
+        wait_until("checkout answering from its fallback", queued, timeout=STEP_TIMEOUT_S / 2, interval=0.5)
+    except ScenarioFailed as error:
+        raise ScenarioFailed(f"{error}; last answer {answer}, circuit {_state(demo)}") from None
+    demo.record("circuit_fallback", answer=answer, order_id=f"demo-order-open-{calls}", calls=calls)
+    demo.log(f"    checkout {answer['orderId']} -> {answer['status']} ({answer.get('reason')}); payments not called")
+    show_circuit_status(demo)
+    return f"fallback in {time.monotonic() - started:.1f} s ({calls} call(s); payments untouched)"
+
+
+@scenario("circuit breaker", "payments recovers: HALF_OPEN, then CLOSED", stack=CIRCUIT_STACK)
+def circuit_recovers(demo: DemoRun) -> str:
+    demo.log(f"    payments recovers; cool-down is {DEMO_COOL_DOWN_S} s, then 2 successful trials close the circuit")
+    demo.payments.set_mode("up")
+    started = time.monotonic()
+    seen: list[str] = []
+    shown: set[str] = set()
+
+    def closed() -> bool:
+        state = _state(demo)
+        if state and (not seen or seen[-1] != state):
+            seen.append(state)
+            demo.log(f"    circuit {state} after {time.monotonic() - started:.1f} s")
+        if state == "HALF_OPEN" and state not in shown:
+            shown.add(state)
+            show_circuit_status(demo)
+        return state == "CLOSED"
+
+    wait_until(
+        "circuit CLOSED through HALF_OPEN",
+        closed,
+        timeout=DEMO_COOL_DOWN_S + _health_check_timeout(demo, 4),
+        interval=POLL_S,
+    )
+    demo.record("circuit_recovers", states=seen)
+    show_circuit_status(demo)
+    if "HALF_OPEN" not in seen:
+        raise ScenarioFailed(f"the circuit went {' -> '.join(seen)} without HALF_OPEN")
+    return f"{' -> '.join(seen)} in {time.monotonic() - started:.1f} s"
+
+
+@scenario("circuit breaker", "circuit closed: checkout charges again", stack=CIRCUIT_STACK)
+def circuit_charges_again(demo: DemoRun) -> str:
+    started = time.monotonic()
+    calls = 0
+    answer: dict[str, Any] = {}
+
+    def charged() -> bool:
+        nonlocal calls, answer
+        calls += 1
+        answer = checkout(demo, f"demo-order-again-{calls}")
+        return answer.get("status") == "charged"
+
+    try:
+        wait_until("checkout charging again", charged, timeout=STEP_TIMEOUT_S / 2, interval=0.5)
+    except ScenarioFailed as error:
+        raise ScenarioFailed(f"{error}; last answer {answer}, circuit {_state(demo)}") from None
+    demo.record("circuit_charges_again", answer=answer, order_id=f"demo-order-again-{calls}")
+    demo.log(f"    checkout {answer['orderId']} -> charged ({answer['payment'].get('chargeId')})")
+    return f"charged in {time.monotonic() - started:.1f} s ({calls} call(s))"

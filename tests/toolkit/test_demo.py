@@ -1,0 +1,367 @@
+"""``serverless-patterns demo``: the whole demo, run once non-interactively, judged by the emulator's state.
+
+The demo is run in-process through ``demo.run(args, inspect=...)``, exactly as the CLI runs it; while
+its emulator is still up, ``inspect`` reads back what each scenario left behind (execution status,
+output and history, items of the tables, the result object in S3, the circuit's item, the answers of
+the checkout function, what the payments stand-in received). The tests assert those, never the
+printed text. Cheap parts (the scenario runner, the payments stand-in, the sample's context) have
+their own tests without an emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cdk_serverless_patterns.toolkit import demo
+from cdk_serverless_patterns.toolkit.demo_payments import PaymentsService
+
+
+# -- the whole demo ---------------------------------------------------------------------------------
+def _snapshot(run: demo.DemoRun) -> dict[str, Any]:
+    """What the scenarios left in the emulator, read back from its APIs (and the stand-ins)."""
+    sfn, dynamodb, s3 = run.client("stepfunctions"), run.client("dynamodb"), run.client("s3")
+    table = run.output(demo.CALLBACK_STACK, "TokenTableName")
+    state: dict[str, Any] = {"outcomes": list(run.outcomes), "records": run.records, "callback": {}}
+    for name in ("callback_job_completes", "callback_job_fails", "callback_event_before_wait"):
+        record = run.records.get(name)
+        if not record:
+            continue
+        execution = sfn.describe_execution(executionArn=record["execution"])
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=record["execution"])
+        history = [event for page in pages for event in page["events"]]
+        item = dynamodb.get_item(
+            TableName=table, Key={"id": {"S": f"translate#{record['job_id']}"}}, ConsistentRead=True
+        )
+        entry: dict[str, Any] = {"execution": execution, "history": history, "item": item.get("Item")}
+        if "bucket" in record:
+            obj = s3.get_object(Bucket=record["bucket"], Key=record["key"])
+            entry["object"] = json.loads(obj["Body"].read())
+            tags = s3.get_object_tagging(Bucket=record["bucket"], Key=record["key"])["TagSet"]
+            entry["tags"] = {tag["Key"]: tag["Value"] for tag in tags}
+        state["callback"][name] = entry
+    circuit_table = run.output(demo.CIRCUIT_STACK, "CircuitBreakerTableName")
+    state["circuit_item"] = dynamodb.get_item(
+        TableName=circuit_table, Key={"circuitId": {"S": demo.CIRCUIT_ID}}, ConsistentRead=True
+    ).get("Item")
+    # One more checkout through moto's Invoke now that the circuit is closed: a live HTTP answer.
+    function = run.output(demo.CIRCUIT_STACK, "CheckoutFunctionName")
+    response = run.client("lambda").invoke(
+        FunctionName=function, Payload=json.dumps({"orderId": "after-demo", "amountCents": 42}).encode()
+    )
+    state["after_demo"] = {
+        "status": response["StatusCode"],
+        "error": response.get("FunctionError"),
+        "payload": json.loads(response["Payload"].read()),
+    }
+    state["payments"] = {
+        "charges": run.payments.charges,
+        "health_down": run.payments.count("health", "down"),
+        "charges_down": run.payments.count("charges", "down"),
+    }
+    return state
+
+
+@pytest.fixture(scope="module")
+def demo_run() -> Iterator[tuple[int, dict[str, Any]]]:
+    captured: dict[str, Any] = {}
+    args = argparse.Namespace(app=None, keep=False, port=None, fast_schedules=60.0, patterns=None)
+    code = demo.run(args, inspect=lambda run: captured.update(_snapshot(run)))
+    yield code, captured
+
+
+@pytest.mark.slow
+def test_the_demo_exits_0_with_every_scenario_as_expected(demo_run: tuple[int, dict[str, Any]]) -> None:
+    code, state = demo_run
+    outcomes = state["outcomes"]
+    assert [(o.pattern, o.status) for o in outcomes if o.status != "ok"] == []
+    assert {o.pattern for o in outcomes} == {"callback", "circuit breaker"}
+    assert len(outcomes) == len(demo.SCENARIOS)
+    assert code == 0
+
+
+@pytest.mark.slow
+def test_callback_job_completes_resumes_the_workflow_with_the_result(demo_run: tuple[int, dict[str, Any]]) -> None:
+    _, state = demo_run
+    entry = state["callback"]["callback_job_completes"]
+    job_id = state["records"]["callback_job_completes"]["job_id"]
+    assert entry["execution"]["status"] == "SUCCEEDED"
+    # It parked: the wait step's token task was submitted and later succeeded (resumed by the event).
+    types = [(e["type"], e.get("taskSucceededEventDetails", {}).get("resource")) for e in entry["history"]]
+    assert ("TaskSucceeded", "putItem.waitForTaskToken") in types
+    assert entry["object"] == {"jobId": job_id, "jobStatus": "COMPLETED"}
+    assert entry["tags"] == {"job-status": "COMPLETED"}
+    assert (entry["item"]["kind"]["S"], entry["item"]["result"]["S"]) == ("resumed", "RESUMED")
+
+
+@pytest.mark.slow
+def test_callback_failed_job_fails_the_workflow_with_the_jobs_error(demo_run: tuple[int, dict[str, Any]]) -> None:
+    _, state = demo_run
+    entry = state["callback"]["callback_job_fails"]
+    assert entry["execution"]["status"] == "FAILED"
+    assert entry["execution"]["error"] == "TranslationFailed"
+    caught = [
+        json.loads(e["stateEnteredEventDetails"]["input"])["error"]
+        for e in entry["history"]
+        if e["type"] == "FailStateEntered"
+    ]
+    assert [error["Error"] for error in caught] == ["translate.FAILED"]
+    assert json.loads(caught[0]["Cause"])["jobStatus"] == "FAILED"
+    assert entry["item"]["kind"]["S"] == "resumed"
+
+
+@pytest.mark.slow
+def test_callback_early_event_is_recorded_then_taken_without_parking(demo_run: tuple[int, dict[str, Any]]) -> None:
+    _, state = demo_run
+    entry = state["callback"]["callback_event_before_wait"]
+    assert entry["execution"]["status"] == "SUCCEEDED"
+    parked = [
+        e
+        for e in entry["history"]
+        if e["type"] in ("TaskSubmitted", "TaskSucceeded")
+        and "putItem.waitForTaskToken"
+        in (
+            e.get("taskSubmittedEventDetails", {}).get("resource"),
+            e.get("taskSucceededEventDetails", {}).get("resource"),
+        )
+    ]
+    assert parked == []
+    assert (entry["item"]["kind"]["S"], entry["item"]["result"]["S"]) == ("resumed", "TAKEN")
+    assert "output" not in entry["item"]
+
+
+@pytest.mark.slow
+def test_circuit_breaker_opens_falls_back_and_closes_through_half_open(demo_run: tuple[int, dict[str, Any]]) -> None:
+    _, state = demo_run
+    records = state["records"]
+    assert records["circuit_healthy"]["answer"]["status"] == "charged"
+    opened = records["circuit_opens"]["item"]
+    assert opened["state"] == "OPEN" and opened["updatedBy"] == "health-checker"
+    assert records["circuit_opens"]["failed_probes"] >= 3
+    fallback = records["circuit_fallback"]
+    assert fallback["answer"]["status"] == "queued"
+    # The queued order never reached payments; the charged ones did.
+    charged_orders = {charge["orderId"] for charge in state["payments"]["charges"].values()}
+    assert fallback["order_id"] not in charged_orders
+    assert records["circuit_recovers"]["states"][-2:] == ["HALF_OPEN", "CLOSED"]
+    assert records["circuit_charges_again"]["answer"]["status"] == "charged"
+    assert {"demo-order-1", records["circuit_charges_again"]["order_id"], "after-demo"} <= charged_orders
+    item = state["circuit_item"]
+    assert item["state"]["S"] == "CLOSED" and item["updatedBy"]["S"] == "health-checker"
+    assert state["after_demo"]["status"] == 200 and state["after_demo"]["error"] is None
+    assert state["after_demo"]["payload"]["status"] == "charged"
+
+
+# -- the scenario runner, without an emulator --------------------------------------------------------
+def _fake_run(stacks: set[str]) -> demo.DemoRun:
+    run = demo.DemoRun(log=lambda line: None)
+    run.stacks = {name: object() for name in stacks}
+    return run
+
+
+def test_a_failed_step_stops_its_pattern_only_and_the_exit_is_not_ok() -> None:
+    calls: list[str] = []
+
+    def ok(run: demo.DemoRun) -> str:
+        calls.append("ok")
+        return "fine"
+
+    def fails(run: demo.DemoRun) -> str:
+        calls.append("fails")
+        raise demo.ScenarioFailed("not as expected")
+
+    def crashes(run: demo.DemoRun) -> str:
+        calls.append("crashes")
+        raise RuntimeError("boom")
+
+    scenarios = [
+        demo.Scenario("a", "first", "StackA", fails),
+        demo.Scenario("a", "second", "StackA", ok),
+        demo.Scenario("b", "first", "StackB", ok),
+        demo.Scenario("c", "first", "StackC", crashes),
+        demo.Scenario("d", "absent", "Missing", ok),
+    ]
+    outcomes = _fake_run({"StackA", "StackB", "StackC"}).run_scenarios(scenarios)
+    assert [(o.pattern, o.scenario, o.status) for o in outcomes] == [
+        ("a", "first", "failed"),
+        ("a", "second", "not run"),
+        ("b", "first", "ok"),
+        ("c", "first", "failed"),
+        ("d", "absent", "skipped"),
+    ]
+    assert calls == ["fails", "ok", "crashes"]
+    assert outcomes[3].detail == "RuntimeError: boom"
+    assert [o.ok for o in outcomes] == [False, False, True, False, True]
+
+
+def test_scenarios_register_in_order_one_function_each() -> None:
+    patterns = [s.pattern for s in demo.SCENARIOS]
+    assert patterns[:8] == ["callback"] * 3 + ["circuit breaker"] * 5
+    assert len({s.run for s in demo.SCENARIOS}) == len(demo.SCENARIOS)
+    before = len(demo.SCENARIOS)
+
+    @demo.scenario("tenancy", "added by a later issue", stack="ServerlessPatternsTenancy")
+    def tenancy(run: demo.DemoRun) -> str:
+        return "ok"
+
+    try:
+        assert demo.SCENARIOS[-1] == demo.Scenario(
+            "tenancy", "added by a later issue", "ServerlessPatternsTenancy", tenancy
+        )
+    finally:
+        del demo.SCENARIOS[before:]
+
+
+def test_an_unknown_pattern_is_one_clear_error() -> None:
+    from cdk_serverless_patterns.toolkit.apps import ToolkitError
+
+    args = argparse.Namespace(app=None, keep=False, port=None, fast_schedules=60.0, patterns=["nope"])
+    with pytest.raises(ToolkitError, match="no scenarios for nope"):
+        demo.run(args)
+
+
+def test_wait_until_polls_to_a_deadline() -> None:
+    values = iter([None, 0, {"found": 1}])
+    assert demo.wait_until("x", lambda: next(values), timeout=5, interval=0.001) == {"found": 1}
+    with pytest.raises(demo.ScenarioFailed, match="never: not seen within 0 s"):
+        demo.wait_until("never", lambda: None, timeout=0.05, interval=0.01)
+
+
+# -- the payments stand-in ---------------------------------------------------------------------------
+def _request(service: PaymentsService, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    try:
+        data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+@pytest.fixture()
+def payments() -> Iterator[PaymentsService]:
+    with PaymentsService(slow_seconds=0.3) as service:
+        yield service
+
+
+def test_payments_up_charges_once_per_idempotency_key(payments: PaymentsService) -> None:
+    assert _request(payments, "GET", "/health") == (200, {"status": "ok"})
+    order = {"orderId": "o-1", "amountCents": 1299}
+    status, first = _request(payments, "POST", "/charges", order, **{"Idempotency-Key": "o-1"})
+    assert status == 201 and first["orderId"] == "o-1" and first["chargeId"].startswith("ch_")
+    assert _request(payments, "POST", "/charges", order, **{"Idempotency-Key": "o-1"}) == (201, first)
+    other = {"orderId": "o-2", "amountCents": 5}
+    assert _request(payments, "POST", "/charges", other, **{"Idempotency-Key": "o-1"})[0] == 409
+    assert list(payments.charges) == ["o-1"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        {"orderId": "", "amountCents": 1},
+        {"orderId": "x", "amountCents": 0},
+        {"orderId": "x"},
+        {"orderId": "x", "amountCents": True},
+        {"orderId": 5, "amountCents": 5},
+    ],
+)
+def test_payments_refuses_a_body_that_is_not_an_order(payments: PaymentsService, body: Any) -> None:
+    assert _request(payments, "POST", "/charges", body)[0] == 400
+    assert payments.charges == {}
+
+
+def test_payments_down_and_slow(payments: PaymentsService) -> None:
+    payments.set_mode("down")
+    assert _request(payments, "GET", "/health")[0] == 503
+    assert _request(payments, "POST", "/charges", {"orderId": "o", "amountCents": 1})[0] == 503
+    assert payments.charges == {} and payments.count("health", "down") == 1 and payments.count("charges") == 1
+    payments.set_mode("slow")
+    started = time.monotonic()
+    assert _request(payments, "GET", "/health")[0] == 200
+    assert time.monotonic() - started >= 0.3
+    payments.set_mode("up")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        payments.set_mode("sideways")
+
+
+def test_payments_answers_every_bad_request(payments: PaymentsService) -> None:
+    assert _request(payments, "GET", "/nope")[0] == 404
+    assert _request(payments, "DELETE", "/charges")[0] == 405
+    assert _request(payments, "POST", "/charges", b"x" * 70_000)[0] == 413
+    assert _request(payments, "GET", "/health")[0] == 200  # still serving
+
+
+def test_payments_stop_wakes_a_slow_answer_and_frees_the_port() -> None:
+    service = PaymentsService(slow_seconds=30).start()
+    port = service.port
+    service.set_mode("slow")
+    import threading
+
+    answers: list[Any] = []
+    thread = threading.Thread(target=lambda: answers.append(_request(service, "GET", "/health")), daemon=True)
+    thread.start()
+    demo.wait_until("the slow request", lambda: service.count("health") == 1, timeout=5, interval=0.01)
+    started = time.monotonic()
+    service.stop()
+    thread.join(timeout=10)
+    assert time.monotonic() - started < 10 and not thread.is_alive()
+    import socket
+
+    with socket.socket() as sock:  # nothing listens on the port any more
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+
+
+# -- the sample's context ----------------------------------------------------------------------------
+def _circuit_stack(context: dict[str, str]) -> dict[str, Any]:
+    import aws_cdk as cdk
+    from sample_circuit_breaker import (  # type: ignore[import-not-found, unused-ignore]  # integ/ is on sys.path
+        CircuitBreakerSampleStack,
+    )
+
+    app = cdk.App(context=context)
+    stack = CircuitBreakerSampleStack(app)
+    return dict(cdk.assertions.Template.from_stack(stack).to_json())
+
+
+def _schedule_input(template: dict[str, Any]) -> dict[str, Any]:
+    [schedule] = [r for r in template["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    return json.loads(schedule["Properties"]["Target"]["Input"])  # type: ignore[no-any-return]
+
+
+def _checkout_env(template: dict[str, Any]) -> dict[str, Any]:
+    [checkout] = [
+        r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler") == "checkout.handler"
+    ]
+    return checkout["Properties"]["Environment"]["Variables"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_the_sample_takes_a_local_payments_url_and_cool_down_from_context() -> None:
+    template = _circuit_stack({"payments_base_url": "http://localhost:8123/", "payments_cool_down_seconds": "5"})
+    probe = _schedule_input(template)
+    assert (probe["url"], probe["allowHttp"], probe["coolDownMs"]) == ("http://localhost:8123/health", True, 5000)
+    assert _checkout_env(template)["PAYMENTS_URL"] == "http://localhost:8123/charges"
+    default = _schedule_input(_circuit_stack({}))
+    assert (default["url"], default["allowHttp"], default["coolDownMs"]) == (
+        "https://payments.example.com/health",
+        False,
+        60000,
+    )
+
+
+@pytest.mark.slow
+def test_the_sample_refuses_plain_http_to_any_other_host() -> None:
+    with pytest.raises(Exception, match="plain http"):
+        _circuit_stack({"payments_base_url": "http://payments.internal.example"})

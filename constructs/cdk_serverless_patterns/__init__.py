@@ -23,12 +23,17 @@ _EXPORTS = {
     "CircuitBreaker": "cdk_serverless_patterns.circuit_breaker",
     "HealthCheck": "cdk_serverless_patterns.circuit_breaker",
     "PropError": "cdk_serverless_patterns.core.props",
+    "TenantApi": "cdk_serverless_patterns.tenancy",
+    "TenantIsolatedFunction": "cdk_serverless_patterns.tenancy",
+    "TenantPlan": "cdk_serverless_patterns.tenancy",
+    "TenantRegistry": "cdk_serverless_patterns.tenancy",
 }
 
 if TYPE_CHECKING:
     from cdk_serverless_patterns.callback import CallbackPattern, CallbackUrls, JobSource, MacieJobStatusForwarder
     from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker, HealthCheck
     from cdk_serverless_patterns.core.props import PropError
+    from cdk_serverless_patterns.tenancy import TenantApi, TenantIsolatedFunction, TenantPlan, TenantRegistry
 
 __all__ = [
     "CallbackPattern",
@@ -39,6 +44,10 @@ __all__ = [
     "JobSource",
     "MacieJobStatusForwarder",
     "PropError",
+    "TenantApi",
+    "TenantIsolatedFunction",
+    "TenantPlan",
+    "TenantRegistry",
     "__version__",
 ]
 

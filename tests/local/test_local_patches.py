@@ -358,3 +358,45 @@ def test_concurrent_jsonata_and_jsonpath_executions_all_finish(states: Any) -> N
     jsonpath = states.create({"StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "$.n", "End": True}}})
     runs = [states.start(machine, {"n": i}) for i in range(6) for machine in (jsonata, jsonpath)]
     assert {states.finish(run)["status"] for run in runs} == {"SUCCEEDED"}
+
+
+def test_concurrent_conditional_writes_have_exactly_one_winner(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight writers race on attribute_not_exists(id); each condition check is slowed down so that, without the
+    atomic-writes patch, every writer would check before any writes (measured: 8 winners). AWS: exactly one wins."""
+    import time
+
+    import moto.dynamodb.models.table as table_module
+
+    check = table_module.get_filter_expression
+
+    def slow_check(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(table_module, "get_filter_expression", slow_check)
+    dynamodb = aws.session.client("dynamodb")
+    dynamodb.create_table(
+        TableName="race",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    outcomes: list[str] = []
+
+    def write(writer: int) -> None:
+        try:
+            dynamodb.put_item(
+                TableName="race",
+                Item={"id": {"S": "token"}, "writer": {"N": str(writer)}},
+                ConditionExpression="attribute_not_exists(id)",
+            )
+            outcomes.append("won")
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["ConditionalCheckFailedException"] * 7 + ["won"]

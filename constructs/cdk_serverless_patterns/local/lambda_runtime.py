@@ -6,7 +6,8 @@ answers every invoke with an error. We run the code as Lambda does, without cont
 - :class:`LambdaRunner` keeps a pool of execution environments, one per function (one per
   ``(function, tenant)`` for ``PER_TENANT`` functions). An environment is a group of processes:
   the external extensions found in ``/opt/extensions`` (started first, as Lambda does), then the
-  runtime, ``python -m awslambdaric <handler>`` (``bootstrap`` for ``provided.*``), behind
+  runtime, ``python -m awslambdaric <handler>`` (``bootstrap`` for ``provided.*``; for ``nodejs*``
+  ``node node_runtime/bootstrap.mjs``, our own Runtime API client: see :func:`node_path`), behind
   ``AWS_LAMBDA_EXEC_WRAPPER`` when the function sets it. They talk to the environment's own Runtime
   API and Extensions API (``runtime_api.py``, standard library ``http.server``). Init completes
   when every registered extension and the runtime have called ``next``; an invoke phase ends when
@@ -102,6 +103,11 @@ TAIL_BYTES = 4096
 ENV_MARKER = "_CDK_SP_LAMBDA_ENV"
 ISOLATION_VARIABLE = "CDK_SP_LAMBDA_ISOLATION"
 _KEEP_LOG = 1 << 20  # bytes of an environment's output kept in memory (all of it goes to its log file)
+#: The Node.js runtime (``nodejs*`` functions): our Runtime API client, run by the host's ``node``.
+NODE_BOOTSTRAP = Path(__file__).with_name("node_runtime") / "bootstrap.mjs"
+#: Folders (``:``-separated) that play the managed Node.js runtime's own ``node_modules`` (where Lambda
+#: has the AWS SDK v3, ``@aws-sdk/*``); default: ``./node_modules`` when it holds ``@aws-sdk``.
+NODE_MODULES_VARIABLE = "CDK_SP_NODE_MODULES"
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,20 @@ def merge_layers(layer_dirs: tuple[Path, ...], root: Path) -> Path:
     return target
 
 
+def node_path(spec: FunctionSpec, opt: str) -> list[str]:
+    """``NODE_PATH`` of a ``nodejs*`` function, in Lambda's order.
+
+    Lambda: ``/opt/nodejs/node<major>/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:
+    /var/runtime:/var/task``. The runtime's ``node_modules`` (the AWS SDK v3) is not on this machine's
+    ``node``: the folders named by ``CDK_SP_NODE_MODULES``, else ``./node_modules`` when it has ``@aws-sdk``.
+    """
+    major = re.sub(r"\D", "", spec.runtime.split(".")[0]) or "20"
+    own = [p for p in os.environ.get(NODE_MODULES_VARIABLE, "").split(":") if p]
+    if not own and (Path.cwd() / "node_modules" / "@aws-sdk").is_dir():
+        own = [str(Path.cwd() / "node_modules")]
+    return [f"{opt}/nodejs/node{major}/node_modules", f"{opt}/nodejs/node_modules", *own, str(spec.code_dir)]
+
+
 def _exit_text(code: int | None) -> str:
     """Go's ``ProcessState`` text, which Lambda's messages use: ``exit status 1``, ``signal: killed``."""
     if code is None:
@@ -452,10 +472,10 @@ class _Environment:
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/opt/bin",
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
-            **spec.environment,
             # Lambda always gives the execution role's temporary credentials, session token included (code
-            # such as the circuit-breaker extension relies on it); a fixed endpoint environment may override it.
+            # such as the circuit-breaker extension relies on it); the environment given may set its own.
             "AWS_SESSION_TOKEN": f"local-{self.id}",
+            **spec.environment,
             **self.runner.aws_env,
             "PYTHONPATH": ":".join([own_path, *paths] if own_path else paths),
             "AWS_REGION": region,
@@ -476,6 +496,8 @@ class _Environment:
         }
         if self.mode == "fallback":
             env["LAMBDA_LOCAL_OPT"] = str(self.opt)
+        if spec.runtime.startswith("nodejs") and "NODE_PATH" not in spec.environment:
+            env["NODE_PATH"] = ":".join(node_path(spec, opt))
         return env
 
     def _start_holder(self) -> None:
@@ -575,6 +597,11 @@ class _Environment:
         spec = self.spec
         if spec.runtime.startswith("python"):
             argv = [sys.executable, "-m", "awslambdaric", spec.handler]
+        elif spec.runtime.startswith("nodejs"):
+            node = shutil.which("node")
+            if node is None:
+                return None
+            argv = [node, str(NODE_BOOTSTRAP)]
         elif spec.runtime.startswith("provided"):
             task = spec.code_dir / "bootstrap"
             opt = "/opt/bootstrap" if self.mode == "namespace" else str(self.opt / "bootstrap")

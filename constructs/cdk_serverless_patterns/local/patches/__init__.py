@@ -32,7 +32,10 @@ PATCHES = (
     "parse_cache",
     "task_token_race",
     "state_size_utf8",
+    "dynamodb_atomic_writes",
+    "cloudformation_secrets",
     "cloudformation_failures",
+    "cloudformation_custom_resources",
     "sqs_event_source_poller",
 )
 

@@ -9,6 +9,15 @@
   served it (``integ/functions/tenancy_orders``);
 - a sample-only token issuer (``integ/functions/tenancy_token_issuer``), invoked through IAM only, that
   stands in for an identity provider so that the demo and the integration test can call the API.
+
+The context ``tenancy_registry_cache_seconds`` (default 30, 1-300) sets how long the authorizer
+trusts a registry read: a suspension takes effect within it (the demo deploys 3 s so that its
+suspension scenario does not wait half a minute).
+
+The functions run on ARM64 unless the CDK context ``tenancy_architecture`` says ``x86_64``. The
+authorizer bundles a compiled dependency (``cryptography``) for its architecture, and the local
+emulator runs the deployed code on the host's CPU: so ``make demo`` deploys the sample for the host's
+architecture (an aarch64 extension cannot be loaded on an x86_64 host, and the reverse).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from cdk_serverless_patterns.core import acknowledge, pattern_function
@@ -32,6 +42,30 @@ AUDIENCE = "tenancy-sample-api"
 SIGNING_KEY_ID = "sample-hs256-1"
 #: The seeded tenants: id -> plan.
 TENANTS = {"acme": "gold", "globex": "basic"}
+#: CDK context key: the functions' architecture, ``arm64`` (default) or ``x86_64``.
+ARCHITECTURE_CONTEXT = "tenancy_architecture"
+REGISTRY_CACHE_CONTEXT = "tenancy_registry_cache_seconds"
+ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
+
+
+def architecture_from_context(scope: Construct) -> lambda_.Architecture:
+    """The architecture the context ``tenancy_architecture`` names (default arm64); anything else is an error."""
+    value = scope.node.try_get_context(ARCHITECTURE_CONTEXT) or "arm64"
+    if value not in ARCHITECTURES:
+        raise ValueError(f"context {ARCHITECTURE_CONTEXT}={value!r}: must be one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[value]
+
+
+def registry_cache_from_context(scope: Construct) -> cdk.Duration:
+    """The authorizer's registry cache the context ``tenancy_registry_cache_seconds`` names (default 30 s)."""
+    raw = scope.node.try_get_context(REGISTRY_CACHE_CONTEXT)
+    try:
+        seconds = int(raw) if raw is not None else 30
+    except (TypeError, ValueError):
+        seconds = -1
+    if not 1 <= seconds <= 300:
+        raise ValueError(f"context {REGISTRY_CACHE_CONTEXT}={raw!r}: must be whole seconds from 1 to 300")
+    return cdk.Duration.seconds(seconds)
 
 
 class TenancySampleStack(cdk.Stack):
@@ -39,6 +73,7 @@ class TenancySampleStack(cdk.Stack):
 
     def __init__(self, scope: Construct, id: str = STACK_ID, *, env: cdk.Environment | None = None) -> None:
         super().__init__(scope, id, env=env, description=DESCRIPTION)
+        architecture = architecture_from_context(self)
         # Secrets Manager generates the HS256 key into a JWK ("k"): 64 characters of A-Z a-z 0-9 are
         # base64url for 48 bytes.
         self.signing_key = secretsmanager.Secret(
@@ -67,6 +102,8 @@ class TenancySampleStack(cdk.Stack):
             authorizer="lambda",
             algorithm="HS256",
             signing_key_secret=self.signing_key,
+            authorizer_architecture=architecture,
+            registry_cache_ttl=registry_cache_from_context(self),
         )
         self.orders = TenantIsolatedFunction(
             self,
@@ -74,6 +111,7 @@ class TenancySampleStack(cdk.Stack):
             code_path=FUNCTIONS / "tenancy_orders",
             handler="orders.handler",
             description="Sample orders listing, one execution environment per tenant",
+            architecture=architecture,
         )
         self.api.add_function("/orders", self.orders)
         self.token_issuer = pattern_function(
@@ -82,6 +120,7 @@ class TenancySampleStack(cdk.Stack):
             code_path=FUNCTIONS / "tenancy_token_issuer",
             handler="token_issuer.handler",
             description="Sample-only identity provider stand-in: mints HS256 tokens for a tenant",
+            architecture=architecture,
             environment={
                 "SIGNING_KEY_SECRET_ARN": self.signing_key.secret_arn,
                 "ISSUER": ISSUER,
@@ -96,7 +135,7 @@ class TenancySampleStack(cdk.Stack):
             "Serverless-LambdaDLQ",
             "Serverless-LambdaAsyncFailureDestination",
         )
-        self._seed_registry()
+        self._seed_registry(architecture)
 
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Stage URL: GET <url>orders with a bearer token")
         cdk.CfnOutput(self, "RegistryTableName", value=self.api.registry.table.table_name)
@@ -104,7 +143,7 @@ class TenancySampleStack(cdk.Stack):
         cdk.CfnOutput(self, "OrdersFunctionName", value=self.orders.function.function_name)
         cdk.CfnOutput(self, "TokenIssuerFunctionName", value=self.token_issuer.function_name)
 
-    def _seed_registry(self) -> None:
+    def _seed_registry(self, architecture: lambda_.Architecture) -> None:
         """A Python custom resource (integ/functions/tenancy_seed) puts the tenants with conditional writes."""
         table = self.api.registry.table
         seeder = pattern_function(
@@ -114,6 +153,7 @@ class TenancySampleStack(cdk.Stack):
             handler="seed.handler",
             description="Sample-only custom resource: seeds the tenant registry (never overwrites a tenant)",
             timeout=cdk.Duration.seconds(60),
+            architecture=architecture,
         )
         seeder.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[table.table_arn]))
         acknowledge(

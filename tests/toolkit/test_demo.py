@@ -60,12 +60,28 @@ def _snapshot(run: demo.DemoRun) -> dict[str, Any]:
         "error": response.get("FunctionError"),
         "payload": json.loads(response["Payload"].read()),
     }
+    state["tenancy"] = _tenancy_state(run)
     state["payments"] = {
         "charges": run.payments.charges,
         "health_down": run.payments.count("health", "down"),
         "charges_down": run.payments.count("charges", "down"),
     }
     return state
+
+
+def _tenancy_state(run: demo.DemoRun) -> dict[str, Any]:
+    """The tenancy sample after its scenarios: registry items, the orders function's environments, live answers."""
+    table = run.output(demo.TENANCY_STACK, "RegistryTableName")
+    items = run.client("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
+    environments = demo.tenant_environments(run)
+    # Live, after the demo: the active tenant is served by its own warm environment, the suspended one denied.
+    active = demo.get_orders(run, demo.issue_token(run, demo.TENANT_A))
+    suspended = demo.get_orders(run, demo.issue_token(run, demo.TENANT_B, ttl_seconds=120))
+    return {
+        "registry": {item["tenantId"]["S"]: item["status"]["S"] for item in items},
+        "environments": environments,
+        "after_demo": {"active": active, "suspended": suspended},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +97,7 @@ def test_the_demo_exits_0_with_every_scenario_as_expected(demo_run: tuple[int, d
     code, state = demo_run
     outcomes = state["outcomes"]
     assert [(o.pattern, o.status) for o in outcomes if o.status != "ok"] == []
-    assert {o.pattern for o in outcomes} == {"callback", "circuit breaker"}
+    assert {o.pattern for o in outcomes} == {"callback", "circuit breaker", "tenancy"}
     assert len(outcomes) == len(demo.SCENARIOS)
     assert code == 0
 
@@ -158,6 +174,48 @@ def test_circuit_breaker_opens_falls_back_and_closes_through_half_open(demo_run:
     assert state["after_demo"]["payload"]["status"] == "charged"
 
 
+@pytest.mark.slow
+def test_tenancy_tenants_run_apart_and_forged_suspended_and_tenantless_calls_fail(
+    demo_run: tuple[int, dict[str, Any]],
+) -> None:
+    _, state = demo_run
+    records, tenancy = state["records"], state["tenancy"]
+    # Two tenants through the authorizer: two environments (processes), each counting only its own calls.
+    answers = records["tenancy_separate_environments"]["answers"]
+    pids = {tenant: {body["pid"] for body in bodies} for tenant, bodies in answers.items()}
+    assert len(pids["acme"]) == 1 and len(pids["globex"]) == 1 and pids["acme"] != pids["globex"]
+    assert [b["invocations"] for b in answers["acme"]] == [1, 2] == [b["invocations"] for b in answers["globex"]]
+    assert {t: bodies[-1]["tmpEntries"] for t, bodies in answers.items()} == {
+        "acme": ["tenant-acme"],
+        "globex": ["tenant-globex"],
+    }
+    envs = tenancy["environments"]
+    assert set(envs) == {"acme", "globex"}  # never an environment without a tenant
+    assert {envs["acme"]["pid"]} == pids["acme"] and {envs["globex"]["pid"]} == pids["globex"]
+    # Forged tenant: denied at the edge, and the function never ran for it.
+    forged = records["tenancy_forged_tenant"]
+    assert {label: a["status"] for label, a in forged["answers"].items()} == {
+        "tenant claim swapped, signature of A kept": 403,
+        "alg none": 403,
+        "no token": 401,
+    }
+    assert {t: e["invocations"] for t, e in forged["after"].items()} == {
+        t: e["invocations"] for t, e in forged["before"].items()
+    }
+    # Suspended tenant: allowed until the registry read expires, then denied; the registry says SUSPENDED.
+    suspended = records["tenancy_suspended_tenant"]
+    assert suspended["attempts"][-1] == 403 and set(suspended["attempts"][:-1]) <= {200}
+    assert suspended["after_s"] < demo.DEMO_REGISTRY_CACHE_S + 10
+    assert tenancy["registry"] == {"acme": "ACTIVE", "globex": "SUSPENDED"}
+    assert tenancy["after_demo"]["suspended"][0] == 403
+    status, body = tenancy["after_demo"]["active"]
+    assert status == 200 and body["tenant"] == "acme" and body["pid"] == envs["acme"]["pid"]
+    # A call without a tenant id: Lambda's 400, and nothing ran.
+    no_tenant = records["tenancy_no_tenant"]
+    assert (no_tenant["status"], no_tenant["code"]) == (400, "InvalidParameterValueException")
+    assert no_tenant["before"] == no_tenant["after"]
+
+
 # -- the scenario runner, without an emulator --------------------------------------------------------
 def _fake_run(stacks: set[str]) -> demo.DemoRun:
     run = demo.DemoRun(log=lambda line: None)
@@ -202,7 +260,8 @@ def test_a_failed_step_stops_its_pattern_only_and_the_exit_is_not_ok() -> None:
 
 def test_scenarios_register_in_order_one_function_each() -> None:
     patterns = [s.pattern for s in demo.SCENARIOS]
-    assert patterns[:8] == ["callback"] * 3 + ["circuit breaker"] * 5
+    assert patterns == ["callback"] * 3 + ["circuit breaker"] * 5 + ["tenancy"] * 4
+    assert {s.stack for s in demo.SCENARIOS if s.pattern == "tenancy"} == {demo.TENANCY_STACK}
     assert len({s.run for s in demo.SCENARIOS}) == len(demo.SCENARIOS)
     before = len(demo.SCENARIOS)
 
@@ -365,3 +424,69 @@ def test_the_sample_takes_a_local_payments_url_and_cool_down_from_context() -> N
 def test_the_sample_refuses_plain_http_to_any_other_host() -> None:
     with pytest.raises(Exception, match="plain http"):
         _circuit_stack({"payments_base_url": "http://payments.internal.example"})
+
+
+# -- the tenancy helpers, without an emulator --------------------------------------------------------
+def _b64json(part: str) -> Any:
+    import base64
+
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def test_forged_tokens_claim_the_other_tenant_without_its_signature() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    key = b"k" * 48
+    header = base64.urlsafe_b64encode(b'{"alg": "HS256", "typ": "JWT"}').rstrip(b"=").decode()
+    claims = base64.urlsafe_b64encode(b'{"tenant_id": "acme", "exp": 1}').rstrip(b"=").decode()
+    signature = base64.urlsafe_b64encode(hmac.new(key, f"{header}.{claims}".encode(), hashlib.sha256).digest())
+    token = f"{header}.{claims}.{signature.rstrip(b'=').decode()}"
+    forged = demo.forged_tokens(token, "globex")
+    swapped = forged["tenant claim swapped, signature of A kept"].split(".")
+    assert swapped[0] == header and swapped[2] == token.split(".")[2]
+    assert _b64json(swapped[1]) == {"tenant_id": "globex", "exp": 1}
+    none = forged["alg none"].split(".")
+    assert _b64json(none[0])["alg"] == "none" and none[2] == ""
+    assert _b64json(none[1])["tenant_id"] == "globex"
+
+
+def test_the_demo_deploys_the_tenancy_sample_for_this_hosts_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    with PaymentsService() as payments:
+        run = demo.DemoRun(log=lambda line: None, payments=payments)
+        for machine, expected in (("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "arm64"), ("arm64", "arm64")):
+            monkeypatch.setattr("platform.machine", lambda machine=machine: machine)
+            assert demo.host_architecture() == expected
+            assert run.context["tenancy_architecture"] == expected
+        assert run.context["tenancy_registry_cache_seconds"] == str(demo.DEMO_REGISTRY_CACHE_S)
+
+
+def _tenancy_template(context: dict[str, str]) -> dict[str, Any]:
+    import aws_cdk as cdk
+    from sample_tenancy import TenancySampleStack  # type: ignore[import-not-found, unused-ignore]  # integ/
+
+    stack = TenancySampleStack(cdk.App(context=context))
+    return dict(cdk.assertions.Template.from_stack(stack).to_json())
+
+
+@pytest.mark.slow
+def test_the_tenancy_sample_takes_its_architecture_and_registry_cache_from_context() -> None:
+    def functions(template: dict[str, Any]) -> dict[str, Any]:
+        return {
+            r["Properties"]["Handler"]: r["Properties"]
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::Lambda::Function"
+        }
+
+    local = functions(_tenancy_template({"tenancy_architecture": "x86_64", "tenancy_registry_cache_seconds": "3"}))
+    assert {h: p["Architectures"] for h, p in local.items()} == {h: ["x86_64"] for h in local}
+    authorizer = local["tenancy_authorizer.handler"]["Environment"]["Variables"]
+    assert authorizer["TENANCY_REGISTRY_CACHE_SECONDS"] == "3"
+    default = functions(_tenancy_template({}))
+    assert {h: p["Architectures"] for h, p in default.items()} == {h: ["arm64"] for h in default}
+    assert default["tenancy_authorizer.handler"]["Environment"]["Variables"]["TENANCY_REGISTRY_CACHE_SECONDS"] == "30"
+    with pytest.raises(Exception, match="tenancy_architecture"):
+        _tenancy_template({"tenancy_architecture": "sparc"})
+    with pytest.raises(Exception, match="tenancy_registry_cache_seconds"):
+        _tenancy_template({"tenancy_registry_cache_seconds": "0"})

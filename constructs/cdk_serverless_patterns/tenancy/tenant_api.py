@@ -40,6 +40,7 @@ from aws_cdk import aws_sns as sns
 
 from cdk_serverless_patterns.core import PropErrors, acknowledge, alarm_on_any, pattern_function
 from cdk_serverless_patterns.core.apis import check_api_props, regional_rest_api
+from cdk_serverless_patterns.core.functions import DEFAULT_ARCHITECTURE
 from cdk_serverless_patterns.tenancy import contract
 from cdk_serverless_patterns.tenancy.tenant_isolated_function import TenantIsolatedFunction, readable_name
 from cdk_serverless_patterns.tenancy.tenant_registry import TenantRegistry
@@ -112,6 +113,8 @@ class TenantApi(Construct):
         alarm_topic: Where the alarms notify: any 5xx answer of the API, and (Lambda authorizer) any
             failed authorizer invocation (a timeout or crash: bad tokens are clean denials). Default:
             no alarms.
+        authorizer_architecture: The Lambda authorizer's architecture; its compiled dependency
+            (``cryptography``) is bundled for it. Default: ARM64.
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class TenantApi(Construct):
         allowed_source_cidrs: Sequence[str] | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         alarm_topic: sns.ITopic | None = None,
+        authorizer_architecture: lambda_.Architecture = DEFAULT_ARCHITECTURE,
     ) -> None:
         super().__init__(scope, id)
         errors = PropErrors(type(self).__name__)
@@ -213,6 +217,7 @@ class TenantApi(Construct):
                 signing_key_secret=signing_key_secret,
                 leeway=leeway,
                 authorizer_cache_ttl=authorizer_cache_ttl,
+                architecture=authorizer_architecture,
             )
             self._build_usage_plans(plans or {})
             acknowledge(
@@ -389,6 +394,7 @@ class TenantApi(Construct):
         signing_key_secret: secretsmanager.ISecret | None,
         leeway: cdk.Duration,
         authorizer_cache_ttl: cdk.Duration,
+        architecture: lambda_.Architecture,
     ) -> None:
         environment = {
             contract.ENV_ISSUER: issuer,
@@ -414,6 +420,7 @@ class TenantApi(Construct):
             environment=environment,
             timeout=cdk.Duration.seconds(10),
             memory_size=512,  # RSA/EC verification is CPU-bound: more memory, more CPU
+            architecture=architecture,
         )
         self._registry.grant_read_tenants(function)
         if signing_key_secret is not None:

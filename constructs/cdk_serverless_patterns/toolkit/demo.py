@@ -17,6 +17,15 @@ What runs, and what is real:
 - The circuit breaker's downstream "payments" service is
   :class:`~cdk_serverless_patterns.toolkit.demo_payments.PaymentsService` on ``127.0.0.1``; the sample
   is deployed with the CDK context ``payments_base_url`` pointing at it.
+- The tenancy sample runs its functions on the host's CPU: the demo deploys it with the CDK context
+  ``tenancy_architecture`` set to the host's architecture (:func:`host_architecture`), because its
+  authorizer bundles a compiled dependency (``cryptography``) for the architecture it is deployed
+  with, and an aarch64 extension cannot be loaded on an x86_64 host. Tokens come from the sample's
+  own token issuer (an IAM-invoked function with the signing key from Secrets Manager); the requests
+  go through the emulator's front door (the REST API with its Lambda authorizer, the tenant id mapped
+  from the authorizer context into ``X-Amz-Tenant-Id``). The authorizer trusts a registry read for
+  30 s in the sample; the demo deploys it with the context ``tenancy_registry_cache_seconds``
+  (:data:`DEMO_REGISTRY_CACHE_S`) so that a suspension is seen within seconds, and says so.
 - Time: ``--fast-schedules`` (default 60) makes the emulator fire ``rate(1 minute)`` every second.
   It compresses schedules only, not the breaker's cool-down, which the health checker measures on
   the wall clock from the item's ``openedAt``: so the demo deploys the sample with the context
@@ -40,8 +49,11 @@ import argparse
 import io
 import json
 import os
+import platform
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import redirect_stdout
@@ -63,6 +75,11 @@ DEMO_COOL_DOWN_S = 5
 CALLBACK_STACK = "ServerlessPatternsCallback"
 CIRCUIT_STACK = "ServerlessPatternsCircuitBreaker"
 CIRCUIT_ID = "payments"
+TENANCY_STACK = "ServerlessPatternsTenancy"
+#: The sample's seeded tenants: two active ones, and the one the demo suspends.
+TENANT_A, TENANT_B = "acme", "globex"
+#: How long the tenancy sample's authorizer trusts a registry read in the demo (30 s in the sample).
+DEMO_REGISTRY_CACHE_S = 3
 TRANSLATE_SOURCE = "aws.translate"
 TRANSLATE_DETAIL_TYPE = "Translate TextTranslationJob State Change"
 #: Bounds of the waits inside scenarios (each a poll with a deadline, never a sleep standing for an outcome).
@@ -235,6 +252,8 @@ class DemoRun:
         return {
             "payments_base_url": self.payments.url,
             "payments_cool_down_seconds": str(DEMO_COOL_DOWN_S),
+            "tenancy_architecture": host_architecture(),
+            "tenancy_registry_cache_seconds": str(DEMO_REGISTRY_CACHE_S),
         }
 
     @property
@@ -255,7 +274,8 @@ class DemoRun:
         self.translate = TranslateStandIn(self.cloud.session()).install()
         self.log(
             f"deploying the sample app (context payments_base_url={self.payments.url}, "
-            f"payments_cool_down_seconds={DEMO_COOL_DOWN_S}: the sample's cool-down is 60 s) ..."
+            f"payments_cool_down_seconds={DEMO_COOL_DOWN_S}: the sample's cool-down is 60 s; tenancy_architecture="
+            f"{host_architecture()}, tenancy_registry_cache_seconds={DEMO_REGISTRY_CACHE_S}: the sample's is 30 s) ..."
         )
         deployed = local_commands.deploy_app(self.cloud, app, self.context, self._quiet)
         self.stacks = {stack.name: stack for stack in deployed}
@@ -753,3 +773,193 @@ def circuit_charges_again(demo: DemoRun) -> str:
     demo.record("circuit_charges_again", answer=answer, order_id=f"demo-order-again-{calls}")
     demo.log(f"    checkout {answer['orderId']} -> charged ({answer['payment'].get('chargeId')})")
     return f"charged in {time.monotonic() - started:.1f} s ({calls} call(s))"
+
+
+# -- tenancy scenarios ------------------------------------------------------------------------------
+def host_architecture() -> str:
+    """The Lambda architecture of this machine's CPU (``x86_64`` or ``arm64``): what the emulator can run."""
+    return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_64"
+
+
+def issue_token(demo: DemoRun, tenant: str, ttl_seconds: int = 300) -> str:
+    """A token for ``tenant`` from the sample's token issuer (invoked through moto's Invoke, run by the runner)."""
+    response = demo.client("lambda").invoke(
+        FunctionName=demo.output(TENANCY_STACK, "TokenIssuerFunctionName"),
+        Payload=json.dumps({"tenant": tenant, "ttlSeconds": ttl_seconds}).encode(),
+    )
+    payload = response["Payload"].read()
+    if response.get("FunctionError"):
+        raise ScenarioFailed(f"the token issuer failed ({response['FunctionError']}): {payload[:300]!r}")
+    token = json.loads(payload).get("token")
+    if not isinstance(token, str):
+        raise ScenarioFailed(f"the token issuer answered {payload[:300]!r}")
+    return token
+
+
+def orders_url(demo: DemoRun) -> str:
+    """``GET /orders`` of the sample's REST API on the emulator's front door."""
+    endpoints = [e for e in demo.stack(TENANCY_STACK).endpoints if e.kind == "rest"]
+    if len(endpoints) != 1:
+        raise ScenarioFailed(f"the tenancy stack serves {len(endpoints)} REST APIs, not one")
+    return f"{endpoints[0].url}orders"
+
+
+def get_orders(demo: DemoRun, token: str | None) -> tuple[int, Any]:
+    """``GET /orders`` with ``Authorization: Bearer <token>``: (status, JSON body or text)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    request = urllib.request.Request(orders_url(demo), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=STEP_TIMEOUT_S) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def tenant_environments(demo: DemoRun) -> dict[str | None, dict[str, Any]]:
+    """The orders function's live execution environments by tenant: pid of the runtime and invocations."""
+    assert demo.cloud is not None
+    function = demo.output(TENANCY_STACK, "OrdersFunctionName")
+    runner = demo.cloud._runner
+    found: dict[str | None, dict[str, Any]] = {}
+    for info in runner.environments() if runner is not None else []:
+        name, tenant = info.key
+        if name == function and info.state != "dead":
+            found[tenant] = {"pid": info.runtime_pid, "invocations": info.invocations, "id": info.environment_id}
+    return found
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(token: str) -> dict[str, Any]:
+    import base64
+
+    part = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return claims
+
+
+def forged_tokens(token_for_a: str, tenant_b: str) -> dict[str, str]:
+    """Tokens claiming ``tenant_b`` that a caller holding only ``token_for_a`` can make."""
+    header, _payload, signature = token_for_a.split(".")
+    claims = {**_claims(token_for_a), "tenant_id": tenant_b}
+    payload = _b64url(json.dumps(claims).encode())
+    none_header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return {
+        "tenant claim swapped, signature of A kept": f"{header}.{payload}.{signature}",
+        "alg none": f"{none_header}.{payload}.",
+    }
+
+
+@scenario("tenancy", "two tenants through the authorizer: separate environments", stack=TENANCY_STACK)
+def tenancy_separate_environments(demo: DemoRun) -> str:
+    answers: dict[str, list[Any]] = {TENANT_A: [], TENANT_B: []}
+    started = time.monotonic()
+    tokens = {tenant: issue_token(demo, tenant) for tenant in answers}
+    for tenant in (TENANT_A, TENANT_B, TENANT_A, TENANT_B):
+        status, body = get_orders(demo, tokens[tenant])
+        if status != 200:
+            raise ScenarioFailed(f"GET /orders as {tenant} answered {status}: {body}")
+        answers[tenant].append(body)
+    environments = tenant_environments(demo)
+    demo.record("tenancy_separate_environments", answers=answers, environments=environments)
+    for tenant, bodies in answers.items():
+        if [b["tenant"] for b in bodies] != [tenant, tenant] or [b["invocations"] for b in bodies] != [1, 2]:
+            raise ScenarioFailed(f"{tenant}'s answers {bodies}: not its own environment counting its own calls")
+        if bodies[0]["pid"] != bodies[1]["pid"] or environments.get(tenant, {}).get("pid") != bodies[0]["pid"]:
+            raise ScenarioFailed(f"{tenant} was served by {[b['pid'] for b in bodies]}; environments {environments}")
+        if bodies[-1]["tmpEntries"] != [f"tenant-{tenant}"]:
+            raise ScenarioFailed(f"{tenant}'s environment sees {bodies[-1]['tmpEntries']} in its /tmp")
+    pid_a, pid_b = answers[TENANT_A][0]["pid"], answers[TENANT_B][0]["pid"]
+    if pid_a == pid_b:
+        raise ScenarioFailed(f"{TENANT_A} and {TENANT_B} were served by the same process {pid_a}")
+    demo.log(f"    {TENANT_A} -> environment pid {pid_a}; {TENANT_B} -> environment pid {pid_b}; 2 calls each")
+    demo.log("    each environment counts only its own tenant's calls and sees only its own /tmp directory")
+    return f"pids {pid_a} / {pid_b}, 4 requests in {time.monotonic() - started:.1f} s"
+
+
+@scenario("tenancy", "forged tenant: denied at the edge, the function never runs", stack=TENANCY_STACK)
+def tenancy_forged_tenant(demo: DemoRun) -> str:
+    before = tenant_environments(demo)
+    answers: dict[str, Any] = {}
+    for label, token in forged_tokens(issue_token(demo, TENANT_A), TENANT_B).items():
+        status, body = get_orders(demo, token)
+        answers[label] = {"status": status, "body": body}
+        demo.log(f"    token for {TENANT_A} made to claim {TENANT_B} ({label}) -> {status} {body}")
+    status, body = get_orders(demo, None)
+    answers["no token"] = {"status": status, "body": body}
+    demo.log(f"    no token -> {status} {body}")
+    after = tenant_environments(demo)
+    demo.record("tenancy_forged_tenant", answers=answers, before=before, after=after)
+    allowed = {label: a["status"] for label, a in answers.items() if a["status"] not in (401, 403)}
+    if allowed:
+        raise ScenarioFailed(f"not denied: {allowed}")
+    ran = {t: (before.get(t, {}).get("invocations"), e["invocations"]) for t, e in after.items()}
+    if any(was != now for was, now in ran.values()):
+        raise ScenarioFailed(f"the orders function ran for a forged request: invocations {ran}")
+    return ", ".join(f"{label}: {a['status']}" for label, a in answers.items())
+
+
+@scenario("tenancy", "suspended tenant: denied once the registry says so", stack=TENANCY_STACK)
+def tenancy_suspended_tenant(demo: DemoRun) -> str:
+    table = demo.output(TENANCY_STACK, "RegistryTableName")
+    demo.client("dynamodb").update_item(
+        TableName=table,
+        Key={"tenantId": {"S": TENANT_B}},
+        UpdateExpression="SET #s = :suspended",
+        ConditionExpression="attribute_exists(tenantId)",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":suspended": {"S": "SUSPENDED"}},
+    )
+    suspended = time.monotonic()
+    demo.log(
+        f"    {TENANT_B} set SUSPENDED in the registry; the authorizer trusts a registry read for "
+        f"{DEMO_REGISTRY_CACHE_S} s in the demo (context tenancy_registry_cache_seconds; the sample's is 30 s)"
+    )
+    attempts: list[int] = []
+
+    def denied() -> bool:
+        # A fresh token each time (another expiry): API Gateway's decision cache is per token.
+        status, _body = get_orders(demo, issue_token(demo, TENANT_B, ttl_seconds=300 - len(attempts)))
+        attempts.append(status)
+        return status in (401, 403)
+
+    wait_until(f"{TENANT_B} denied after its suspension", denied, timeout=STEP_TIMEOUT_S, interval=0.5)
+    after_s = time.monotonic() - suspended
+    status_a, body_a = get_orders(demo, issue_token(demo, TENANT_A))
+    demo.record("tenancy_suspended_tenant", attempts=attempts, after_s=after_s, active_tenant=[status_a, body_a])
+    if status_a != 200 or body_a.get("tenant") != TENANT_A:
+        raise ScenarioFailed(f"{TENANT_A} (still active) answered {status_a}: {body_a}")
+    demo.log(f"    {TENANT_B} denied ({attempts[-1]}) {after_s:.1f} s after its suspension; {TENANT_A} still served")
+    return f"denied {after_s:.1f} s after the suspension ({len(attempts)} request(s)); {TENANT_A} still 200"
+
+
+@scenario("tenancy", "call without a tenant id: fails as Lambda fails", stack=TENANCY_STACK)
+def tenancy_no_tenant(demo: DemoRun) -> str:
+    from botocore.exceptions import ClientError
+
+    function = demo.output(TENANCY_STACK, "OrdersFunctionName")
+    before = tenant_environments(demo)
+    try:
+        demo.client("lambda").invoke(FunctionName=function, Payload=b"{}")
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        message = error.response.get("Error", {}).get("Message", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    else:
+        raise ScenarioFailed("Invoke without a TenantId was accepted") from None
+    after = tenant_environments(demo)
+    demo.record("tenancy_no_tenant", code=code, message=message, status=status, before=before, after=after)
+    if (status, code) != (400, "InvalidParameterValueException") or "tenant ID" not in message:
+        raise ScenarioFailed(f"Invoke without a TenantId answered {status} {code}: {message}")
+    if before != after:
+        raise ScenarioFailed(f"an environment ran or started for the refused invoke: {before} -> {after}")
+    demo.log(f"    Invoke {function} without TenantId -> {status} {code}: {message}")
+    return f"{status} {code}"

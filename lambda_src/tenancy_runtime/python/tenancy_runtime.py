@@ -44,6 +44,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,7 +70,8 @@ AUTHORIZER_KIND_LAMBDA = "lambda"
 AUTHORIZER_KIND_JWT = "jwt"
 AUTHORIZER_KIND_CLIENT_HEADER = "client_header"
 
-#: Where the tenant directories live (tests point it elsewhere).
+#: Where the tenant directories live (tests point it elsewhere). Default: the temporary directory,
+#: ``/tmp`` in Lambda (``TMPDIR`` where set, as the local emulator sets it per execution environment).
 ENV_TMP_ROOT = "TENANCY_TMP_ROOT"
 FORBIDDEN = {"statusCode": 403, "headers": {"Content-Type": "application/json"}, "body": '{"message": "Forbidden"}'}
 
@@ -135,7 +137,7 @@ def _install_log_filter() -> None:
 
 
 def _tmp_root() -> Path:
-    return Path(os.environ.get(ENV_TMP_ROOT) or "/tmp")
+    return Path(os.environ.get(ENV_TMP_ROOT) or tempfile.gettempdir())
 
 
 def _enter(tenant_id: str) -> TenantScope:

@@ -400,3 +400,54 @@ def test_concurrent_conditional_writes_have_exactly_one_winner(aws: Emulator, mo
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(outcomes) == ["ConditionalCheckFailedException"] * 7 + ["won"]
+
+
+def test_a_read_never_sees_an_update_halfway(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto applies an UpdateItem's SET actions to the stored item one at a time; each is slowed down here so
+    that, without the lock on reads, a concurrent GetItem sees ``state`` set and ``reason`` missing (a CI run
+    saw it). AWS: a read sees the item before or after the write."""
+    import time
+
+    from moto.dynamodb.parsing import executors
+
+    set_one = executors.SetExecutor.execute
+
+    def slow_set(self: Any, item: Any) -> None:
+        set_one(self, item)
+        time.sleep(0.02)
+
+    monkeypatch.setattr(executors.SetExecutor, "execute", slow_set)
+    dynamodb = aws.session.client("dynamodb")
+    dynamodb.create_table(
+        TableName="halfway",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName="halfway", Item={"id": {"S": "c"}, "state": {"S": "CLOSED"}})
+    seen: list[tuple[str, bool]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            item = dynamodb.get_item(TableName="halfway", Key={"id": {"S": "c"}}, ConsistentRead=True)["Item"]
+            seen.append((item["state"]["S"], "reason" in item))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        time.sleep(0.05)
+        for n in range(5):
+            dynamodb.update_item(
+                TableName="halfway",
+                Key={"id": {"S": "c"}},
+                UpdateExpression="SET #s = :s, #r = :r, #v = :v",
+                ExpressionAttributeNames={"#s": "state", "#r": "reason", "#v": "version"},
+                ExpressionAttributeValues={":s": {"S": "OPEN"}, ":r": {"S": f"tripped {n}"}, ":v": {"N": str(n)}},
+            )
+            dynamodb.put_item(TableName="halfway", Item={"id": {"S": "c"}, "state": {"S": "CLOSED"}})
+    finally:
+        done.set()
+        reader.join(timeout=30)
+    assert ("OPEN", True) in seen and ("CLOSED", False) in seen  # the reader saw both sides of the writes
+    assert ("OPEN", False) not in seen

@@ -69,6 +69,9 @@ class MotoServer:
     def start(self) -> MotoServer:
         from moto.server import ThreadedMotoServer
 
+        from cdk_serverless_patterns.local import patches
+
+        patches.install()  # what AWS delivers where moto does not (atomic DynamoDB writes, ...)
         if self._server is None:
             server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
             server.start()

@@ -8,7 +8,10 @@ on that. A CI run on a loaded machine saw two resumers both resume one waiter be
 
 This patch serializes moto's item writes (PutItem, UpdateItem, DeleteItem, BatchWriteItem,
 TransactWriteItems) per process with one re-entrant lock: the condition check and the write happen
-under it. Reads are not locked (a read sees the item before or after a write, as in AWS).
+under it. Reads (GetItem, Query, Scan) take the same lock: moto applies an UpdateItem's actions to
+the stored item one by one, in place, so an unlocked read could see ``state`` already set and
+``reason`` not yet (a CI run saw exactly that). In AWS a read sees an item before or after a
+write, never halfway.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ import functools
 import threading
 from typing import Any
 
-#: Held for the whole of each item write of moto's DynamoDB backends.
+#: Held for the whole of each item write and item read of moto's DynamoDB backends.
 WRITE_LOCK = threading.RLock()
 
 _WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+_READS = ("get_item", "query", "scan")
 
 
 def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
-    for name in _WRITES:
+    for name in _WRITES + _READS:
         original = getattr(DynamoDBBackend, name)
         if getattr(original, "_atomic", False):
             continue

@@ -285,3 +285,28 @@ def test_moto_management_api_reaches_connections(door: FrontDoor, invoker: PyInv
     from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend
 
     assert ApiGatewayManagementApiBackend.post_to_connection.__module__.startswith("moto.")
+
+
+def test_iam_on_connect_wants_a_signed_handshake(invoker: PyInvoker) -> None:
+    """``AuthorizationType: AWS_IAM`` on $connect: an unsigned handshake is refused with 403 before $connect runs;
+    a presigned URL (what browsers must use) or a SigV4 Authorization header connects, and the caller's access key
+    reaches $connect's identity."""
+    template, physical = ws_template()
+    template["Resources"]["RouteConnect"] = route("$connect", "connect", AuthorizationType="AWS_IAM")
+    invoker.handlers.update(connect=lambda event: {"statusCode": 200}, disconnect=lambda event: {})
+    with FrontDoor(invoker) as front_door:
+        front_door.add_stack("WsStack", template, resolver(physical))
+        base = f"ws://localhost:{front_door.port}/ws/wsapi0001/dev"
+        with pytest.raises(InvalidStatus) as raised:
+            connect(base, open_timeout=5)
+        assert raised.value.response.status_code == 403
+        with pytest.raises(InvalidStatus) as raised:  # a half-presigned URL is not a signature
+            connect(f"{base}?X-Amz-Algorithm=AWS4-HMAC-SHA256", open_timeout=5)
+        assert raised.value.response.status_code == 403
+        assert invoker.events("connect") == []
+        presigned = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDLOCAL%2F20261130%2Fus-east-1%2Fexecute-api"
+        with connect(f"{base}?{presigned}", open_timeout=5):
+            identity = invoker.events("connect")[-1]["requestContext"]["identity"]
+            assert identity["accessKey"] == "AKIDLOCAL" and identity["accountId"] == ACCOUNT
+        with connect(base, open_timeout=5, additional_headers={"Authorization": SIGNED["Authorization"]}):
+            assert len(invoker.events("connect")) == 2

@@ -261,6 +261,15 @@ class _Request:
             multi.setdefault(key, []).append(value)
         return (single or None), (multi or None)
 
+    def sigv4_access_key(self) -> str | None:
+        """The access key of a SigV4 ``Authorization`` header or presigned query (``X-Amz-Algorithm``,
+        ``X-Amz-Credential``), or None when the request is not signed. Presence only: the signature is not verified."""
+        match = re.match(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/", self.header("Authorization") or "")
+        presigned = dict(self.query)
+        if not match and presigned.get("X-Amz-Algorithm") == "AWS4-HMAC-SHA256":
+            match = re.match(r"([^/\s]+)/", presigned.get("X-Amz-Credential", ""))
+        return match.group(1) if match else None
+
     def query_v1(self) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
         single: dict[str, str] = {}
         multi: dict[str, list[str]] = {}

@@ -97,29 +97,25 @@ class FunctionUrls(FrontDoorCore):
                 cors_headers.append(("Access-Control-Max-Age", str(cors["MaxAge"])))
             self._send(handler, 200, cors_headers, b"")
             return
-        authorization = request.header("Authorization") or ""
         self._forwarded(request, lower=True)
         iam = None
         if function_url.auth_type == "AWS_IAM":
             # A SigV4 Authorization header, or a presigned URL (X-Amz-Algorithm and X-Amz-Credential in the query).
-            match = re.match(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/", authorization)
-            presigned = dict(request.query)
-            if not match and presigned.get("X-Amz-Algorithm") == "AWS4-HMAC-SHA256":
-                match = re.match(r"([^/\s]+)/", presigned.get("X-Amz-Credential", ""))
-            if not match:
+            access_key = request.sigv4_access_key()
+            if access_key is None:
                 raise _Answer(
                     403,
                     {"Message": "Forbidden"},
                     {"Content-Type": "application/json", "x-amzn-ErrorType": "AccessDeniedException"},
                 )
             iam = {
-                "accessKey": match.group(1),
+                "accessKey": access_key,
                 "accountId": self.account,
-                "callerId": match.group(1),
+                "callerId": access_key,
                 "cognitoIdentity": None,
                 "principalOrgId": None,
                 "userArn": f"arn:aws:iam::{self.account}:user/local",
-                "userId": match.group(1),
+                "userId": access_key,
             }
         now = time.time()
         request_id = str(uuid.uuid4())

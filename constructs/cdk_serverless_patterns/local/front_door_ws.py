@@ -1,6 +1,7 @@
 """The front door's WebSocket APIs (``AWS::ApiGatewayV2::*``, all of which moto 5.2.5 drops), and RFC 6455.
 
-``ws://localhost:P/ws/{apiId}/{stage}``: the handshake runs the ``$connect`` route (its REQUEST authorizer
+``ws://localhost:P/ws/{apiId}/{stage}``: the handshake runs the ``$connect`` route (IAM: a SigV4-signed handshake
+or presigned URL, presence only, else 403; or its REQUEST authorizer
 first: deny 403, ``Unauthorized`` 401; a non-2xx ``$connect`` answer rejects the handshake with that
 status), messages are routed by ``RouteSelectionExpression`` (``$request.body.action``) else ``$default``,
 a route with a route response sends the function's ``body`` back, ``$disconnect`` runs after a close.
@@ -384,6 +385,7 @@ class WebSocketApis(FrontDoorCore):
                     if rprops.get("AuthorizationType") == "CUSTOM"
                     else None,
                     "respond": lid in responses or bool(rprops.get("RouteResponseSelectionExpression")),
+                    "iam": rprops.get("AuthorizationType") == "AWS_IAM",
                 }
             selection = str(props.get("RouteSelectionExpression", "$request.body.action"))
             apis.append(_WsApi(api_id, api_lid, stack, selection, stages, routes))
@@ -468,6 +470,19 @@ class WebSocketApis(FrontDoorCore):
         auth_context: dict[str, Any] = {}
         if route is not None:
             authorizer = route["authorizer"]
+            if route.get("iam"):
+                # IAM on $connect: a SigV4-signed handshake (an Authorization header, or a presigned URL as
+                # browsers must use), else 403 as API Gateway answers. Presence only: the signature is not verified.
+                access_key = request.sigv4_access_key()
+                if access_key is None:
+                    raise _gateway_error(403, "Forbidden", "ForbiddenException")
+                identity.update(
+                    accessKey=access_key,
+                    accountId=self.account,
+                    caller=access_key,
+                    user=access_key,
+                    userArn=f"arn:aws:iam::{self.account}:user/local",
+                )
             if authorizer is not None:
                 values = self._identity_values(
                     authorizer, request, {}, connect_event["requestContext"], api.stages[stage]

@@ -610,8 +610,20 @@ class _Environment:
             return None
         wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
         if wrapper and not spec.runtime.startswith("provided"):
-            argv = [wrapper, *argv]
+            argv = [self._exec_wrapper(wrapper), *argv]
         return argv
+
+    def _exec_wrapper(self, wrapper: str) -> str:
+        """The wrapper's path: a layer's ``/opt/...`` wrapper is found in the merged folder in fallback mode.
+
+        (Namespace mode has the layers at ``/opt``; the fallback has no ``/opt``, so a wrapper shipped in a
+        layer, such as the streaming pattern's ``/opt/serverless-streaming``, runs from ``LAMBDA_LOCAL_OPT``.)
+        """
+        if self.mode == "fallback" and wrapper.startswith("/opt/"):
+            local = self.opt / wrapper[len("/opt/") :]
+            if local.is_file():
+                return str(local)
+        return wrapper
 
     def pids(self) -> tuple[int | None, tuple[int, ...]]:
         runtime = self.runtime.pid if self.runtime is not None and self.runtime.returncode is None else None

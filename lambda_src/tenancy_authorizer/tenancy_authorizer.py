@@ -17,15 +17,22 @@ For each request it
    usage-plan key when the registry holds one.
 
 Every bad request gets a clean ``Deny`` policy (API Gateway answers 403), never an exception or a
-5xx, and the reason is logged as one JSON line (the reason never reaches the caller). Failures of
-our dependencies (Secrets Manager, the JWKS endpoint, DynamoDB) deny too: the authorizer fails
-closed, within a bounded time (botocore timeouts and one retry; 3 s for the JWKS fetch).
+5xx, and the reason is logged as one JSON line (the reason never reaches the caller).
 
-Keys come from a JWKS URL (``TENANCY_KEY_SOURCE=jwks_url``; refreshed every 10 minutes, and at most
-once a minute on an unknown ``kid``) or from a Secrets Manager secret holding a JWKS document or a
-single JWK (``TENANCY_KEY_SOURCE=secret``; RSA/EC public keys, or ``oct`` keys of at least 32 bytes
-for HS256), never from a literal in the environment. Only keys of the pinned algorithm's type (and
-curve) are loaded: a key of another type is never tried.
+A failure of our dependencies (Secrets Manager, the JWKS endpoint, DynamoDB) is not the caller's
+fault and must not be remembered as theirs: the handler raises :class:`DependencyFailure` (logged),
+so API Gateway answers 500 and caches nothing, and the next request tries again. A cached ``Deny``
+would lock a valid token out for the whole authorizer cache TTL. Each dependency is bounded in time
+(botocore timeouts and one retry; 3 s in all for the JWKS fetch).
+
+Keys come from a JWKS URL (``TENANCY_KEY_SOURCE=jwks_url``; refreshed every 10 minutes) or from a
+Secrets Manager secret holding a JWKS document or a single JWK (``TENANCY_KEY_SOURCE=secret``;
+refreshed every 5 minutes; RSA/EC public keys, or ``oct`` keys of at least 32 bytes for HS256), never
+from a literal in the environment. Only keys of the pinned algorithm's type (and curve) are loaded: a
+key of another type is never tried. A failed refresh keeps the last good keys for up to
+``STALE_GRACE_SECONDS`` past their refresh time, and refetches are backed off: at most one attempt per
+``RETRY_BACKOFF_SECONDS`` after a failure, and at most one per ``UNKNOWN_KID_REFRESH_SECONDS`` for an
+unknown ``kid`` (a stream of forged ``kid`` values never turns into a stream of fetches).
 
 Decisions are cached in the execution environment by the token's SHA-256 for at most
 ``TENANCY_DECISION_CACHE_SECONDS`` (never beyond the token's ``exp``, never longer than the registry
@@ -85,6 +92,10 @@ MIN_HMAC_KEY_BYTES = 32
 JWKS_TTL_SECONDS = 600.0
 SECRET_TTL_SECONDS = 300.0
 UNKNOWN_KID_REFRESH_SECONDS = 60.0
+#: After a failed key-set fetch, the next attempt waits this long (requests meanwhile use the stale keys).
+RETRY_BACKOFF_SECONDS = 10.0
+#: How long past their refresh time the last good keys still verify tokens while refreshes fail.
+STALE_GRACE_SECONDS = 3600.0
 JWKS_TIMEOUT_SECONDS = 3.0
 MAX_JWKS_BYTES = 65536
 MAX_CACHE_ENTRIES = 10000
@@ -106,6 +117,11 @@ class Denied(Exception):
 
 class ConfigurationError(Exception):
     """The authorizer's environment is wrong: every request is denied until it is fixed."""
+
+
+class DependencyFailure(Exception):
+    """Secrets Manager, the JWKS endpoint or the registry failed: raised out of the handler, so API Gateway
+    answers 500 and caches no decision (a bad token is a :class:`Denied`, never this)."""
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -232,18 +248,43 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def fetch_jwks_url(url: str) -> dict[str, Any]:
-    """The JWKS document at ``url``: https only, no redirects, at most 64 KiB, within 3 seconds in all."""
+    """The JWKS document at ``url``: https only, no redirects, at most 64 KiB, within 3 seconds in all.
+
+    Socket timeouts bound each connect and read, not their sum (a server trickling a byte just under the
+    timeout would hold a request for minutes): the fetch runs on a worker thread and the caller waits
+    ``JWKS_TIMEOUT_SECONDS`` at most. A fetch still running then is abandoned (its own socket timeouts and
+    the size limit end it)."""
     if not url.startswith("https://"):
         raise ValueError("the JWKS URL must be https")
-    deadline = time.monotonic() + JWKS_TIMEOUT_SECONDS
+    limit = JWKS_TIMEOUT_SECONDS
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["document"] = _fetch_jwks_document(url, limit)
+        except BaseException as error:  # handed to the caller
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="jwks-fetch", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise TimeoutError(f"the JWKS URL took longer than {limit:g} seconds")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["document"]  # type: ignore[no-any-return]
+
+
+def _fetch_jwks_document(url: str, limit: float) -> dict[str, Any]:
+    deadline = time.monotonic() + limit
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with _OPENER.open(request, timeout=JWKS_TIMEOUT_SECONDS) as response:
+    with _OPENER.open(request, timeout=limit) as response:
         if response.status != 200:
             raise ValueError(f"the JWKS URL answered {response.status}")
         body = b""
         while len(body) <= MAX_JWKS_BYTES:  # the whole read is bounded, not only each socket read
             if time.monotonic() > deadline:
-                raise TimeoutError("the JWKS URL took longer than 3 seconds")
+                raise TimeoutError(f"the JWKS URL took longer than {limit:g} seconds")
             chunk = response.read(8192)
             if not chunk:
                 break
@@ -272,7 +313,9 @@ class KeySet:
         self._fetch_url = fetch_url
         self._clock = clock
         self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._loaded_at: float | None = None
+        self._loaded_at: float | None = None  # of the last good keys
+        self._attempted_at: float | None = None  # of the last fetch, good or failed
+        self._failure: str | None = None  # why the last fetch failed, if it did
         self._lock = threading.Lock()
 
     def _load(self) -> dict[str | None, jwt.PyJWK]:
@@ -307,21 +350,54 @@ class KeySet:
         return keys
 
     def key(self, kid: str | None) -> jwt.PyJWK:
-        """The key for ``kid`` (a set of one key also serves a token without ``kid``)."""
+        """The key for ``kid`` (a set of one key also serves a token without ``kid``).
+
+        Raises :class:`Denied` for a ``kid`` the (fresh or stale-but-usable) key set does not hold, and
+        :class:`DependencyFailure` when no usable keys can be had (never fetched, or stale past the grace).
+        """
         now = self._clock()
         ttl = SECRET_TTL_SECONDS if self._settings.key_source == KEY_SOURCE_SECRET else JWKS_TTL_SECONDS
         with self._lock:
             if self._loaded_at is None or now - self._loaded_at >= ttl:
-                self._keys = self._load()
-                self._loaded_at = now
+                self._refresh(now, backoff=RETRY_BACKOFF_SECONDS)
+            if self._loaded_at is None or now - self._loaded_at >= ttl + STALE_GRACE_SECONDS:
+                raise DependencyFailure(f"no usable keys: {self._failure or 'never loaded'}")
             found = self._find(kid)
-            if found is None and now - self._loaded_at >= UNKNOWN_KID_REFRESH_SECONDS:
-                self._keys = self._load()  # a rotated key set: refresh, at most once a minute
-                self._loaded_at = now
-                found = self._find(kid)
+            if found is None:
+                attempted = self._attempted_at != now
+                if self._refresh(now, backoff=UNKNOWN_KID_REFRESH_SECONDS):
+                    found = self._find(kid)  # a rotated key set
+                elif attempted and self._attempted_at == now:
+                    # The refetch failed: whether the kid is real cannot be known now; a 500 is not cached,
+                    # a Deny would lock a freshly rotated token out (later unknown kids wait for the back-off).
+                    raise DependencyFailure(f"unknown key id and the key set refresh failed: {self._failure}")
         if found is None:
             raise Denied("unknown key id", kid=_short(kid))
         return found
+
+    def _refresh(self, now: float, *, backoff: float) -> bool:
+        """Fetches the key set unless the last attempt is younger than ``backoff``; whether it fetched and
+        succeeded. A failure keeps the last good keys (the caller decides whether they are still usable)."""
+        if self._attempted_at is not None and now - self._attempted_at < backoff:
+            return False
+        self._attempted_at = now
+        try:
+            keys = self._load()
+        except Exception as error:
+            self._failure = f"{type(error).__name__}: {str(error)[:200]}"
+            logger.error(
+                json.dumps(
+                    {
+                        "event": "key set refresh failed",
+                        "error": type(error).__name__,
+                        "keptStaleKeys": bool(self._keys),
+                        "retryInSeconds": RETRY_BACKOFF_SECONDS,
+                    }
+                )
+            )
+            return False
+        self._keys, self._loaded_at, self._failure = keys, now, None
+        return True
 
     def _find(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None:
@@ -446,7 +522,8 @@ class Authorizer:
         self._decisions = TtlCache(clock=monotonic)
 
     def decide(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The policy for one authorizer event; never raises for bad input."""
+        """The policy for one authorizer event; never raises for bad input, raises :class:`DependencyFailure`
+        when a dependency failed."""
         resource = stage_resource(event.get("methodArn"))
         try:
             grant = self._grant(event)
@@ -496,13 +573,7 @@ class Authorizer:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Denied("malformed key id", kid=_short(kid))
-        try:
-            key = self.keys.key(kid)
-        except Denied:
-            raise
-        except Exception as error:  # Secrets Manager or the JWKS endpoint failed: fail closed
-            logger.error(json.dumps({"event": "key set unavailable", "error": type(error).__name__}))
-            raise Denied("key set unavailable", error=type(error).__name__) from None
+        key = self.keys.key(kid)  # Denied (unknown kid) or DependencyFailure (no usable keys)
         try:
             claims = jwt.decode(
                 token,
@@ -532,9 +603,8 @@ class Authorizer:
             raise Denied("malformed tenant claim", claim=settings.tenant_claim, value=_short(tenant))
         try:
             item = self.registry.tenant(tenant)
-        except Exception as error:  # DynamoDB failed: fail closed
-            logger.error(json.dumps({"event": "registry unavailable", "error": type(error).__name__}))
-            raise Denied("registry unavailable", tenantId=tenant, error=type(error).__name__) from None
+        except Exception as error:  # DynamoDB failed: a 500, never a Deny cached against a valid token
+            raise DependencyFailure(f"registry unavailable: {type(error).__name__}") from error
         if item is None:
             raise Denied("unknown tenant", tenantId=tenant)
         status = item.get(STATUS_ATTRIBUTE)
@@ -575,10 +645,14 @@ def reset() -> None:
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """The Lambda entry point: a policy for every event, Deny for anything wrong."""
+    """The Lambda entry point: a policy for every event, Deny for anything wrong with the request; raises
+    :class:`DependencyFailure` (API Gateway answers 500 and caches nothing) when a dependency failed."""
     resource = stage_resource(event.get("methodArn") if isinstance(event, dict) else None)
     try:
         return _authorizer().decide(event)
+    except DependencyFailure as error:
+        logger.error(json.dumps({"decision": "error", "reason": "dependency failed", "error": str(error)}))
+        raise
     except ConfigurationError as error:
         logger.error(json.dumps({"decision": "deny", "reason": "authorizer misconfigured", "error": str(error)}))
     except Exception as error:  # never a 5xx: anything unexpected is a logged Deny

@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 import jwt
 import pytest
-from conftest import AUDIENCE, ISSUER, METHOD_ARN, REGISTRY, STAGE_ARN, Keys, claims, request_event
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tenancy_support import AUDIENCE, ISSUER, METHOD_ARN, REGISTRY, STAGE_ARN, Keys, claims, request_event
 
 from cdk_serverless_patterns.testing.moto import load_runtime_module
 
@@ -318,22 +318,87 @@ def test_junk_events_are_denied(harness: Harness, event: Any) -> None:
 
 
 # ----- failures of dependencies and configuration ------------------------------------------------------------
-def test_registry_unavailable_fails_closed(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+def assert_dependency_failure(module: Any, event: Any, caplog: pytest.LogCaptureFixture, reason: str) -> None:
+    """The handler raises (API Gateway answers 500 and caches no decision) and logs why."""
+    with pytest.raises(authorizer_module.DependencyFailure, match=reason):
+        module.handler(event, None)
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tenancy_authorizer"]
+    assert any(entry.get("decision") == "error" and reason in entry.get("error", "") for entry in logged), logged
+
+
+def test_registry_unavailable_is_an_error_not_a_cached_deny(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     module = harness.make(TENANCY_REGISTRY_TABLE="no-such-table")
-    assert_denied(decide(module, request_event(harness.rs256("acme"))), caplog, "registry unavailable")
+    assert_dependency_failure(module, request_event(harness.rs256("acme")), caplog, "registry unavailable")
 
 
-def test_key_secret_unavailable_fails_closed(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+def test_key_secret_unavailable_is_an_error_not_a_cached_deny(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     module = harness.make(TENANCY_KEY_SECRET_ARN="no-such-secret")
-    assert_denied(decide(module, request_event(harness.rs256("acme"))), caplog, "key set unavailable")
+    assert_dependency_failure(module, request_event(harness.rs256("acme")), caplog, "no usable keys")
+
+
+def test_a_bad_token_stays_a_deny_while_a_dependency_fails(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    module = harness.make(TENANCY_REGISTRY_TABLE="no-such-table")
+    assert_denied(decide(module, request_event(harness.rs256("acme", exp=int(time.time()) - 600))), caplog,
+                  "token expired")  # fmt: skip
+    assert_denied(decide(module, request_event("not-a-jwt")), caplog, "malformed token")
+
+
+def test_a_hanging_registry_is_an_error_within_a_bound(
+    harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB accepts the connection and never answers: botocore's read timeout ends it, and the
+    handler raises (500, nothing cached) instead of hanging or denying."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # never answers
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        module = harness.make()
+        settings_ = authorizer_module.Settings.from_env()
+        table = boto3.resource(
+            "dynamodb",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            config=authorizer_module.AWS_CONFIG,
+        ).Table(REGISTRY)
+        monkeypatch.setattr(
+            module, "_AUTHORIZER", module.Authorizer(settings_, registry=module.Registry(settings_, table=table))
+        )
+        started = time.monotonic()
+        assert_dependency_failure(module, request_event(harness.rs256("acme")), caplog, "registry unavailable")
+        assert time.monotonic() - started < 15  # read_timeout 2 s x 1 attempt, plus the key fetch
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in accepted:
+            connection.close()
+        listener.close()
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # minting the short-keyed token
 def test_short_hmac_secret_is_refused(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A key set that cannot be used is the authorizer's failure (500 and an alarm), not the caller's."""
     jwks = {"keys": [json.loads(jwt.algorithms.HMACAlgorithm.to_jwk(b"short")) | {"kid": "hs-1"}]}
     module = harness.make(jwks, TENANCY_ALGORITHM="HS256")
     token = jwt.encode(claims("acme"), b"short", algorithm="HS256", headers={"kid": "hs-1"})
-    assert_denied(decide(module, request_event(token)), caplog, "key set unavailable")
+    assert_dependency_failure(module, request_event(token), caplog, "at least 32 bytes")
 
 
 @pytest.mark.parametrize(
@@ -454,6 +519,82 @@ def test_unknown_kid_refreshes_the_key_set_at_most_once_a_minute(harness: Harnes
     assert len(loads) == 2
 
 
+class FlakySecrets:
+    """A Secrets Manager client whose answers the test scripts: a document, or an exception."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.failing = False
+        self.calls = 0
+
+    def get_secret_value(self, **_: Any) -> dict[str, str]:
+        self.calls += 1
+        if self.failing:
+            raise ConnectionError("Secrets Manager is down")
+        return {"SecretString": json.dumps(self.document)}
+
+
+def test_a_failed_refresh_keeps_the_last_good_keys_and_backs_off(harness: Harness) -> None:
+    harness.make()
+    settings_ = authorizer_module.Settings.from_env()
+    clock = Clock()
+    secrets = FlakySecrets(harness.keys.rsa_jwks("rsa-1"))
+    auth = authorizer_module.Authorizer(
+        settings_, keys=authorizer_module.KeySet(settings_, secrets_client=secrets, clock=clock)
+    )
+    allow = harness.rs256("acme")
+    assert auth.decide(request_event(allow))["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    secrets.failing = True
+    clock.now += authorizer_module.SECRET_TTL_SECONDS + 1  # due for a refresh, which fails
+    for n in range(5):  # fresh tokens (no decision cache): all verified with the stale keys
+        token = harness.rs256("acme", sub=f"user-{n}")
+        assert auth.decide(request_event(token))["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert secrets.calls == 2  # one failed attempt, then backed off
+    clock.now += authorizer_module.RETRY_BACKOFF_SECONDS
+    assert auth.decide(request_event(harness.rs256("acme", sub="x")))["context"]["tenantId"] == "acme"
+    assert secrets.calls == 3  # one retry per back-off period
+    secrets.failing = False
+    clock.now += authorizer_module.RETRY_BACKOFF_SECONDS
+    assert auth.decide(request_event(harness.rs256("acme", sub="y")))["context"]["tenantId"] == "acme"
+    assert secrets.calls == 4  # refreshed: fresh keys again
+
+
+def test_stale_keys_expire_after_the_grace_period(harness: Harness) -> None:
+    harness.make()
+    settings_ = authorizer_module.Settings.from_env()
+    clock = Clock()
+    secrets = FlakySecrets(harness.keys.rsa_jwks("rsa-1"))
+    auth = authorizer_module.Authorizer(
+        settings_, keys=authorizer_module.KeySet(settings_, secrets_client=secrets, clock=clock)
+    )
+    assert auth.decide(request_event(harness.rs256("acme")))["context"]["tenantId"] == "acme"
+    secrets.failing = True
+    clock.now += authorizer_module.SECRET_TTL_SECONDS + authorizer_module.STALE_GRACE_SECONDS
+    with pytest.raises(authorizer_module.DependencyFailure, match="no usable keys"):
+        auth.decide(request_event(harness.rs256("acme", sub="late")))
+
+
+def test_unknown_kids_do_not_refetch_on_every_request_when_the_fetch_fails(harness: Harness) -> None:
+    harness.make()
+    settings_ = authorizer_module.Settings.from_env()
+    clock = Clock()
+    secrets = FlakySecrets(harness.keys.rsa_jwks("rsa-1"))
+    auth = authorizer_module.Authorizer(
+        settings_, keys=authorizer_module.KeySet(settings_, secrets_client=secrets, clock=clock)
+    )
+    assert auth.decide(request_event(harness.rs256("acme")))["context"]["tenantId"] == "acme"
+    secrets.failing = True
+    clock.now += authorizer_module.UNKNOWN_KID_REFRESH_SECONDS
+    with pytest.raises(authorizer_module.DependencyFailure):  # the one refetch failed: unknowable, not cached
+        auth.decide(request_event(harness.rs256("acme", kid="forged-first")))
+    for n in range(20):
+        clock.now += 1
+        forged = harness.rs256("acme", kid=f"forged-{n}")
+        assert auth.decide(request_event(forged))["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert secrets.calls == 2  # the load, and one refetch for the first unknown kid
+    assert auth.decide(request_event(harness.rs256("acme", sub="ok")))["context"]["tenantId"] == "acme"
+
+
 def test_stage_resource_forms() -> None:
     assert authorizer_module.stage_resource(METHOD_ARN) == STAGE_ARN
     assert authorizer_module.stage_resource("arn:aws:execute-api:us-east-1:1:api/stage/POST/a/b") == (
@@ -495,7 +636,7 @@ class FakeResponse:
         (FakeResponse(200, [b"x" * 8192] * 9), "larger than"),
         (FakeResponse(404, [b"{}"]), "answered 404"),
         (FakeResponse(200, [b"[1, 2]"]), "not a JSON object"),
-        (FakeResponse(200, [b"{"] * 100, delay=0.05), "longer than 3 seconds"),
+        (FakeResponse(200, [b"{"] * 100, delay=0.05), "longer than 0.2 seconds"),
     ],
 )
 def test_jwks_fetch_is_bounded(monkeypatch: pytest.MonkeyPatch, response: FakeResponse, error: str) -> None:
@@ -503,6 +644,29 @@ def test_jwks_fetch_is_bounded(monkeypatch: pytest.MonkeyPatch, response: FakeRe
     monkeypatch.setattr(authorizer_module._OPENER, "open", lambda request, timeout: response)
     with pytest.raises((ValueError, TimeoutError), match=error):
         authorizer_module.fetch_jwks_url("https://issuer.example.com/jwks")
+
+
+def test_jwks_fetch_bounds_the_total_time_not_each_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that trickles, each read just under the socket timeout, or hangs in one read: the caller
+    still gets its answer within JWKS_TIMEOUT_SECONDS."""
+    import threading
+
+    release = threading.Event()
+
+    class Hanging(FakeResponse):
+        def read(self, size: int) -> bytes:
+            release.wait(30)  # one read that outlasts the whole budget
+            return b""
+
+    monkeypatch.setattr(authorizer_module, "JWKS_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(authorizer_module._OPENER, "open", lambda request, timeout: Hanging(200, []))
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match=r"longer than 0\.3 seconds"):
+            authorizer_module.fetch_jwks_url("https://issuer.example.com/jwks")
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
 
 
 def test_jwks_fetch_refuses_http_and_redirects() -> None:

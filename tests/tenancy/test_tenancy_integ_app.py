@@ -13,9 +13,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import request_event
 from syrupy.extensions.json import JSONSnapshotExtension
 from tenancy_app import TenancyApp
+from tenancy_support import request_event
 from test_tenancy_sample import SAMPLE, resources_of, sample_authorizer
 
 from cdk_serverless_patterns.testing.integ import (

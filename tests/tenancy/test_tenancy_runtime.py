@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tenancy_support import REGISTRY
 
 from cdk_serverless_patterns.testing.moto import load_runtime_module
 
@@ -104,9 +105,13 @@ def test_non_api_events_need_only_the_tenant_id() -> None:
     assert echo({"source": "internal"}, context("acme"))["body"] == "acme"
 
 
-def test_client_header_mode_does_not_compare_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_header_mode_does_not_compare_claims_but_checks_the_registry(
+    monkeypatch: pytest.MonkeyPatch, registry: Any
+) -> None:
     monkeypatch.setenv("TENANCY_AUTHORIZER_KIND", "client_header")
+    monkeypatch.setenv("TENANCY_REGISTRY_TABLE", REGISTRY)
     assert echo(api_event(None), context("acme"))["body"] == "acme"
+    assert echo(api_event(None), context("initech"))["statusCode"] == 403  # suspended: no edge check, so here
 
 
 def test_a_second_tenant_in_one_environment_never_sees_the_firsts_data(caplog: pytest.LogCaptureFixture) -> None:
@@ -201,3 +206,127 @@ def test_hostile_tenant_ids_never_escape_the_tmp_root(fresh_environment: Path, t
     assert answer["statusCode"] == (200 if ok else 403)
     for path in fresh_environment.rglob("*"):
         assert path.resolve().is_relative_to(fresh_environment.resolve())
+
+
+# ----- review fixes: crashes, odd answers, links, client headers, the automatic wrapper -----------------------
+@pytest.mark.parametrize("error", [ValueError(""), RuntimeError("line one\nline two"), KeyError("k")])
+def test_jwt_mode_turns_a_crash_into_a_500_whatever_its_message(
+    jwt_mode: CountingTable, error: Exception, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    @runtime.tenant_handler
+    def broken(event: Any, ctx: Any) -> Any:
+        raise error
+
+    answer = broken(jwt_event("acme"), context("acme"))
+    assert answer["statusCode"] == 500 and json.loads(answer["body"]) == {"message": "Internal server error"}
+    assert any("handler failed" in r.getMessage() and r.exc_info for r in caplog.records if r.name == "tenancy_runtime")
+    [metric] = metric_lines(capsys)
+    assert metric["Errors"] == 1
+
+
+def test_lambda_mode_lets_a_crash_raise_as_lambda_reports_it() -> None:
+    @runtime.tenant_handler
+    def broken(event: Any, ctx: Any) -> Any:
+        raise ValueError("")
+
+    with pytest.raises(ValueError):
+        broken(api_event({"tenantId": "acme"}), context("acme"))
+
+
+@pytest.mark.parametrize("status", ["abc", "2OO", {"code": 200}, 1e400])
+def test_a_status_code_that_is_not_a_number_is_an_error_metric_not_a_crash(
+    status: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @runtime.tenant_handler
+    def odd(event: Any, ctx: Any) -> Any:
+        return {"statusCode": status, "body": "x"}
+
+    assert odd(api_event({"tenantId": "acme"}), context("acme"))["statusCode"] == status  # passed on unchanged
+    [metric] = metric_lines(capsys)
+    assert metric["Errors"] == 1
+
+
+def test_a_symlinked_tenant_directory_is_replaced_never_followed(
+    fresh_environment: Path, tmp_path_factory: Any
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "keep.txt").write_text("not the tenant's")
+    (fresh_environment / "tenant-acme").symlink_to(outside, target_is_directory=True)
+    echo(api_event({"tenantId": "acme"}), context("acme"))
+    scope = seen[-1]
+    assert not scope.tmp_dir.is_symlink() and scope.tmp_dir.is_dir()
+    assert scope.tmp_dir.resolve().parent == fresh_environment.resolve()
+    assert (outside / "keep.txt").read_text() == "not the tenant's"  # the link's target was never emptied
+
+
+def test_a_client_tenant_header_naming_another_tenant_is_refused_on_every_invocation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = len(seen)
+    for _ in range(2):  # no caching: each invocation is checked
+        event = api_event({"tenantId": "acme"})
+        event["headers"] = {"x-amz-tenant-id": "globex"}
+        assert echo(event, context("acme"))["statusCode"] == 403
+    event = api_event({"tenantId": "acme"})
+    event["multiValueHeaders"] = {"X-Amz-Tenant-Id": ["acme", "globex"]}
+    assert echo(event, context("acme"))["statusCode"] == 403
+    assert len(seen) == calls
+    same = api_event({"tenantId": "acme"})
+    same["headers"] = {"X-Amz-Tenant-Id": "acme"}
+    assert echo(same, context("acme"))["statusCode"] == 200
+
+
+def test_the_entry_point_wraps_the_users_handler(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TenantIsolatedFunction sets the handler to tenancy_runtime.handler: an undecorated handler still gets
+    every check; a decorated one is not wrapped twice."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "plain_app.py").write_text(
+        "def handler(event, context):\n    return {'statusCode': 200, 'body': context.tenant_id}\n"
+    )
+    (code / "decorated_app.py").write_text(
+        "from tenancy_runtime import tenant_handler\n"
+        "@tenant_handler\n"
+        "def handler(event, context):\n    return {'statusCode': 200, 'body': context.tenant_id}\n"
+    )
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setitem(__import__("sys").modules, "tenancy_runtime", runtime)
+    monkeypatch.setenv("TENANCY_HANDLER", "plain_app.handler")
+    assert runtime.handler(api_event({"tenantId": "acme"}), context("acme"))["body"] == "acme"
+    assert runtime.handler(api_event({"tenantId": "globex"}), context("acme"))["statusCode"] == 403  # checked
+    assert len(metric_lines(capsys)) == 1
+    runtime.reset()
+    monkeypatch.setenv("TENANCY_HANDLER", "decorated_app.handler")
+    assert runtime.handler(api_event({"tenantId": "acme"}), context("acme"))["body"] == "acme"
+    assert len(metric_lines(capsys)) == 1  # one metric line: wrapped once
+    monkeypatch.setenv("TENANCY_HANDLER", "nodots")
+    runtime.reset()
+    with pytest.raises(RuntimeError, match=r"module\.function"):
+        runtime.handler({}, context("acme"))
+
+
+def test_the_scope_is_per_thread(fresh_environment: Path) -> None:
+    import threading
+
+    inside = threading.Event()
+    release = threading.Event()
+    seen_elsewhere: list[Any] = []
+
+    @runtime.tenant_handler
+    def slow(event: Any, ctx: Any) -> Any:
+        inside.set()
+        release.wait(10)
+        return {"statusCode": 200, "body": runtime.current().tenant_id}
+
+    worker = threading.Thread(target=lambda: slow(api_event({"tenantId": "acme"}), context("acme")))
+    worker.start()
+    assert inside.wait(10)
+    try:
+        runtime.current()
+    except RuntimeError:
+        seen_elsewhere.append("no scope")
+    release.set()
+    worker.join(10)
+    assert seen_elsewhere == ["no scope"]

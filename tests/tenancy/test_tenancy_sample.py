@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 from aws_cdk.assertions import Template
-from conftest import REGISTRY, request_event
 from syrupy.extensions.json import JSONSnapshotExtension
 from tenancy_app import TenancyApp
+from tenancy_support import REGISTRY, request_event
 
 from cdk_serverless_patterns._paths import asset_path
 from cdk_serverless_patterns.testing.integ import (
@@ -97,7 +97,9 @@ def test_sample_api_routes_orders_to_the_tenant_isolated_function(tenancy_app: T
     )
     orders = tenancy_app.template(SAMPLE)["Resources"][tenancy_app.ids["sample_orders"]]["Properties"]
     assert orders["TenancyConfig"] == {"TenantIsolationMode": "PER_TENANT"}
-    assert orders["Handler"] == "orders.handler"
+    # the helper's entry point runs the sample's handler through its checks
+    assert orders["Handler"] == "tenancy_runtime.handler"
+    assert orders["Environment"]["Variables"]["TENANCY_HANDLER"] == "orders.handler"
     outputs = tenancy_app.template(SAMPLE)["Outputs"]
     assert {
         "ApiUrl",

@@ -231,12 +231,24 @@ def regional_rest_api(
     return RestApiParts(api=api, validator=validator, access_log_group=access_log_group, access_log_key=access_log_key)
 
 
-def _source_policy(cidrs: Sequence[str]) -> iam.PolicyDocument:
-    """Only the given source ranges may invoke the API."""
+def _source_policy(cidrs: Sequence[str], principals: Sequence[iam.IPrincipal] | None = None) -> iam.PolicyDocument:
+    """Only the given source ranges may invoke the API; with ``principals``, only those principals.
+
+    ``principals`` defaults to anyone (``AWS: *``), which is right for methods whose authorizer proves the
+    caller (tokens, Cognito): the policy then only limits where calls come from. Methods authorized by
+    IAM (SigV4) for trusted callers should name them (an account, roles): otherwise any AWS account's
+    signed requests from those ranges pass the policy.
+
+    ``aws:SourceIp`` is the caller's public address as API Gateway sees it: private ranges (10.0.0.0/8 and
+    the like) never match traffic from a VPC, which reaches a regional API through a NAT gateway's public
+    address, and traffic through a VPC endpoint carries ``aws:VpcSourceIp`` (and ``aws:SourceVpce``)
+    instead, which this policy does not check.
+    """
     invoke = "execute-api:/*"
+    allowed = list(principals) if principals else [iam.AnyPrincipal()]
     return iam.PolicyDocument(
         statements=[
-            iam.PolicyStatement(actions=["execute-api:Invoke"], principals=[iam.AnyPrincipal()], resources=[invoke]),
+            iam.PolicyStatement(actions=["execute-api:Invoke"], principals=allowed, resources=[invoke]),
             iam.PolicyStatement(
                 effect=iam.Effect.DENY,
                 actions=["execute-api:Invoke"],

@@ -66,6 +66,8 @@ ENV_DECISION_CACHE_SECONDS = "TENANCY_DECISION_CACHE_SECONDS"
 #: (``lambda`` for ``authorizer.tenantId``, ``jwt`` for ``authorizer.claims.<claim>``).
 ENV_AUTHORIZER_KIND = "TENANCY_AUTHORIZER_KIND"
 ENV_METRIC_NAMESPACE = "TENANCY_METRIC_NAMESPACE"
+#: The user's handler (``module.function``) that the helper's entry point ``tenancy_runtime.handler`` runs.
+ENV_HANDLER = "TENANCY_HANDLER"
 AUTHORIZER_KIND_LAMBDA = "lambda"
 AUTHORIZER_KIND_JWT = "jwt"
 AUTHORIZER_KIND_CLIENT_HEADER = "client_header"

@@ -33,13 +33,14 @@ from urllib.parse import urlparse
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 
 from cdk_serverless_patterns.core import PropErrors, acknowledge, alarm_on_any, pattern_function
-from cdk_serverless_patterns.core.apis import check_api_props, regional_rest_api
+from cdk_serverless_patterns.core.apis import _source_policy, check_api_props, regional_rest_api
 from cdk_serverless_patterns.core.functions import DEFAULT_ARCHITECTURE
 from cdk_serverless_patterns.tenancy import contract
 from cdk_serverless_patterns.tenancy.tenant_isolated_function import TenantIsolatedFunction, readable_name
@@ -95,13 +96,22 @@ class TenantApi(Construct):
         registry_cache_ttl: How long the authorizer (or the helper) trusts a registry read.
             Default: 30 seconds; at most 5 minutes.
         authorizer_cache_ttl: How long API Gateway caches the Lambda authorizer's decision per token.
-            Default: 5 minutes; at most 15 minutes (a suspension takes effect within this plus
-            ``registry_cache_ttl``).
-        plans: Usage plans by plan name (Lambda authorizer only): each tenant's API key (registry
-            attribute ``usageKey``) is added to its plan's usage plan. Default: none.
+            Default: 60 seconds; at most 15 minutes. A cached Allow outlives the token's ``exp`` by up
+            to this long (API Gateway does not look at ``exp`` on a cache hit), and a suspension takes
+            effect within this plus twice ``registry_cache_ttl`` (the authorizer's and the helper's
+            caches).
+        plans: Usage plans by plan name (Lambda authorizer only); every method then requires the API key
+            the authorizer names (the registry's ``usageKey``, the key's value). Tenants are added after
+            deployment, so their keys are not made here: ``serverless-patterns tenant add ID --plan P
+            --api-key`` creates the key, adds it to plan P's usage plan and stores its value (see
+            docs/tenancy.md, "Per-tenant API keys"). Default: none.
         unsafe_trust_client_tenant_header: The name of a client header to take the tenant from, for
             trusted internal callers only: needs ``allowed_source_cidrs``; methods use IAM
-            authorization. Default: none (the tenant always comes from a verified token).
+            authorization, and the resource policy admits only ``trusted_principals`` from those
+            ranges. Default: none (the tenant always comes from a verified token).
+        trusted_principals: With ``unsafe_trust_client_tenant_header``: the IAM principals the resource
+            policy admits. Default: this account (its IAM principals whose own policies allow
+            ``execute-api:Invoke``).
         rest_api_name: Default: derived from the construct path.
         stage_name: Default: ``prod``.
         throttling_rate_limit: Stage-wide requests per second. Default: 100.
@@ -132,9 +142,10 @@ class TenantApi(Construct):
         leeway: cdk.Duration = cdk.Duration.seconds(30),
         registry: TenantRegistry | None = None,
         registry_cache_ttl: cdk.Duration = cdk.Duration.seconds(30),
-        authorizer_cache_ttl: cdk.Duration = cdk.Duration.minutes(5),
+        authorizer_cache_ttl: cdk.Duration = cdk.Duration.seconds(60),
         plans: Mapping[str, TenantPlan] | None = None,
         unsafe_trust_client_tenant_header: str | None = None,
+        trusted_principals: Sequence[iam.IPrincipal] | None = None,
         rest_api_name: str | None = None,
         stage_name: str = "prod",
         throttling_rate_limit: float = 100,
@@ -177,6 +188,11 @@ class TenantApi(Construct):
             client_header=unsafe_trust_client_tenant_header,
             allowed_source_cidrs=allowed_source_cidrs,
         )
+        errors.require(
+            trusted_principals is None or (kind == "client_header" and bool(list(trusted_principals))),
+            "trusted_principals",
+            "applies only with unsafe_trust_client_tenant_header, and needs at least one principal",
+        )
         errors.raise_if_any()
 
         self._kind = kind
@@ -196,7 +212,8 @@ class TenantApi(Construct):
             throttling_burst_limit=throttling_burst_limit,
             access_log_retention=access_log_retention,
             web_acl_arn=web_acl_arn,
-            allowed_source_cidrs=allowed_source_cidrs,
+            # The client-header opt-in gets its own, narrower resource policy below.
+            allowed_source_cidrs=allowed_source_cidrs if kind != "client_header" else None,
             removal_policy=removal_policy,
             waf_reason="WAF is opt-in (web_acl_arn): every method needs a verified token (or SigV4 for the "
             "client-header opt-in), the stage is throttled, and the tenant is checked against the registry.",
@@ -236,6 +253,14 @@ class TenantApi(Construct):
                 "AwsSolutions-COG4",
             )
         else:
+            # Only IAM principals of the account (or trusted_principals) from allowed_source_cidrs: an
+            # Allow for any principal would let another account's SigV4 callers pick any tenant.
+            cfn_api = self._api.node.default_child
+            assert isinstance(cfn_api, apigw.CfnRestApi)
+            cfn_api.policy = _source_policy(
+                list(allowed_source_cidrs or []),
+                principals=list(trusted_principals or [iam.AccountPrincipal(cdk.Stack.of(self).account)]),
+            )
             acknowledge(
                 self._api,
                 "The client-header opt-in serves trusted internal callers only: methods require IAM (SigV4) "
@@ -523,7 +548,12 @@ class TenantApi(Construct):
             kind = {"gateway_jwt": contract.AUTHORIZER_KIND_JWT, "lambda": contract.AUTHORIZER_KIND_LAMBDA}.get(
                 self._kind, contract.AUTHORIZER_KIND_CLIENT_HEADER
             )
-            registry = self._registry if kind == contract.AUTHORIZER_KIND_JWT else None
+            # No Lambda at the edge checks the registry for these two: the function-side helper does.
+            registry = (
+                self._registry
+                if kind in (contract.AUTHORIZER_KIND_JWT, contract.AUTHORIZER_KIND_CLIENT_HEADER)
+                else None
+            )
             problem = function._bind_authorizer(
                 kind, tenant_claim=self._tenant_claim, registry_table=registry.table if registry else None
             )
@@ -574,7 +604,10 @@ class TenantApi(Construct):
                         ),
                         apigw.IntegrationResponse(
                             status_code="502",
-                            selection_pattern=".+",
+                            # Any non-empty errorMessage, newlines included (".+" stops at a newline); an
+                            # empty one reaches the 200 response, whose template answers 502 without a
+                            # statusCode, and the helper turns a crash into a 500 proxy answer anyway.
+                            selection_pattern=r"[\s\S]+",
                             response_templates={"application/json": '{"message": "Internal server error"}'},
                         ),
                     ],
@@ -658,13 +691,29 @@ class TenantApi(Construct):
         return list(self._methods)
 
 
+#: After ``$util.escapeJavaScript``: it escapes ``'`` as ``\'``, which JSON does not allow (AWS's own
+#: proxy-like templates undo it the same way); every other escape it makes (``\"``, ``\\``, ``\/``,
+#: ``\n``, ``\uXXXX``) is valid JSON.
+UNESCAPE_APOSTROPHE = r""".replaceAll("\\'", "'")"""
+
+
+def _json_string(expression: str) -> str:
+    """VTL giving ``expression`` as the inside of a JSON string."""
+    return f"$util.escapeJavaScript({expression}){UNESCAPE_APOSTROPHE}"
+
+
 def _jwt_request_template(claim: str) -> str:
     """The request template of ``gateway_jwt`` integrations: sets the tenant header from the claim's JSON text
-    (``$util.parseJson`` turns ``"acme"`` into ``acme``) and builds the Lambda proxy event the handler expects."""
-    pairs = (
-        '{#foreach($name in $params.%s.keySet())"$util.escapeJavaScript($name)": '
-        '"$util.escapeJavaScript($params.%s.get($name))"#if($foreach.hasNext),#end#end}'
-    )
+    (``$util.parseJson`` turns ``"acme"`` into ``acme``) and builds the Lambda proxy event the handler expects.
+    Every client-controlled value goes through :func:`_json_string`, so the event is valid JSON whatever
+    quotes, apostrophes, backslashes, control or non-ASCII characters the request holds."""
+
+    def pairs(kind: str) -> str:
+        return (
+            f'{{#foreach($name in $params.{kind}.keySet())"{_json_string("$name")}": '
+            f'"{_json_string(f"$params.{kind}.get($name)")}"#if($foreach.hasNext),#end#end}}'
+        )
+
     return "\n".join(
         [
             f"#set($tenant = $util.parseJson($context.authorizer.claims.{claim}))",
@@ -672,13 +721,12 @@ def _jwt_request_template(claim: str) -> str:
             "#set($params = $input.params())",
             "{",
             '  "resource": "$context.resourcePath",',
-            '  "path": "$util.escapeJavaScript($context.path)",',
+            f'  "path": "{_json_string("$context.path")}",',
             '  "httpMethod": "$context.httpMethod",',
-            f'  "headers": {pairs % ("header", "header")},',
-            f'  "queryStringParameters": {pairs % ("querystring", "querystring")},',
-            f'  "pathParameters": {pairs % ("path", "path")},',
-            '  "body": #if("$!input.body" != "")"$util.escapeJavaScript($input.body).replaceAll("\\\\\'", "\'")"'
-            "#{else}null#end,",
+            f'  "headers": {pairs("header")},',
+            f'  "queryStringParameters": {pairs("querystring")},',
+            f'  "pathParameters": {pairs("path")},',
+            f'  "body": #if("$!input.body" != "")"{_json_string("$input.body")}"#{{else}}null#end,',
             '  "isBase64Encoded": false,',
             '  "requestContext": {"requestId": "$context.requestId", "stage": "$context.stage", '
             '"apiId": "$context.apiId", '
@@ -688,13 +736,16 @@ def _jwt_request_template(claim: str) -> str:
     )
 
 
-#: The response template of ``gateway_jwt`` integrations: a Lambda proxy answer mapped back to HTTP.
+#: The response template of ``gateway_jwt`` integrations: a Lambda proxy answer mapped back to HTTP. An
+#: answer without a ``statusCode`` (a crash's ``errorMessage``/``errorType`` with an empty message, which no
+#: selection pattern matches) is a 502, as a Lambda proxy integration answers a malformed response.
 _PROXY_RESPONSE_TEMPLATE = "\n".join(
     [
         "#set($answer = $input.path('$'))",
-        '#if("$!answer.statusCode" != "")#set($context.responseOverride.status = $answer.statusCode)#end',
+        '#if("$!answer.statusCode" != "")#set($context.responseOverride.status = $answer.statusCode)',
         '#if("$!answer.headers.get(\'Content-Type\')" != "")'
         "#set($context.responseOverride.header.Content-Type = $answer.headers.get('Content-Type'))#end",
         "$!answer.body",
+        '#{else}#set($context.responseOverride.status = 502){"message": "Internal server error"}#end',
     ]
 )

@@ -11,10 +11,14 @@ or the resource, all in one error:
 - in the props: ``function_props`` that set SnapStart, provisioned concurrency, event sources or
   the tenancy itself;
 - in the stack, at synthesis (a validation, so that it also catches what is added after the
-  construct): event source mappings (SQS, DynamoDB, Kinesis, MSK, Kafka), function URLs, aliases or
-  versions with provisioned concurrency, SnapStart, EventBridge rule and Scheduler targets, SNS
-  subscriptions, HTTP API (v2) integrations, invoke permissions for any AWS service but API Gateway,
-  REST API methods that do not set ``X-Amz-Tenant-Id``, and a changed or removed ``TenancyConfig``
+  construct), whether they name the function or one of its versions or aliases: event source
+  mappings (SQS, DynamoDB, Kinesis, MSK, Kafka), function URLs, aliases or versions with provisioned
+  concurrency, SnapStart, EventBridge rule, Scheduler and Pipes targets (and Pipes enrichments),
+  asynchronous-invocation destinations (EventInvokeConfig), Step Functions Lambda tasks that pass no
+  ``TenantId``, AppSync data sources, Firehose record processors, SNS subscriptions, HTTP API (v2)
+  integrations, invoke permissions for any AWS service but API Gateway, REST API methods that do not
+  set ``X-Amz-Tenant-Id`` from the authorizer (a client header only with TenantApi's
+  ``unsafe_trust_client_tenant_header`` opt-in), and a changed or removed ``TenancyConfig``
   (tenancy can only be set when a function is created; an override that drops or changes it would
   replace the function or fail the update).
 """
@@ -59,6 +63,10 @@ FORBIDDEN_FUNCTION_PROPS = {
 #: Services whose invocations carry a tenant id: only API Gateway (REST APIs, through TenantApi).
 TENANT_CAPABLE_PRINCIPALS = frozenset({"apigateway.amazonaws.com"})
 _CLAIM = re.compile(r"[A-Za-z0-9_]{1,64}")
+#: The function's handler when the helper layer is on: it runs the user's handler (``TENANCY_HANDLER``).
+RUNTIME_HANDLER = "tenancy_runtime.handler"
+#: The only safe source of ``X-Amz-Tenant-Id`` in a method's request parameters: what an authorizer proved.
+_AUTHORIZER_SOURCE = re.compile(r"context\.authorizer\.[A-Za-z0-9_]{1,64}")
 
 
 def readable_name(construct: IConstruct) -> str:
@@ -69,17 +77,18 @@ def readable_name(construct: IConstruct) -> str:
     return "-".join([stack.stack_name, *below])
 
 
-def _references(value: Any, logical_id: str) -> bool:
-    """Whether a resolved template value refers to the resource ``logical_id``."""
+def _references(value: Any, logical_id: str | frozenset[str]) -> bool:
+    """Whether a resolved template value refers to the resource ``logical_id`` (or any of a set of them)."""
+    ids = frozenset([logical_id]) if isinstance(logical_id, str) else logical_id
     if isinstance(value, dict):
-        if value.get("Ref") == logical_id:
+        if value.get("Ref") in ids:
             return True
         get_att = value.get("Fn::GetAtt")
-        if isinstance(get_att, list) and get_att and get_att[0] == logical_id:
+        if isinstance(get_att, list) and get_att and get_att[0] in ids:
             return True
-        return any(_references(item, logical_id) for item in value.values())
+        return any(_references(item, ids) for item in value.values())
     if isinstance(value, list):
-        return any(_references(item, logical_id) for item in value)
+        return any(_references(item, ids) for item in value)
     return False
 
 
@@ -203,6 +212,21 @@ class TenancyIsRespected:
             )
         if own.get("SnapStart"):
             problems.append(f"{where}: SnapStart: cannot be combined with tenant isolation")
+        resources = list(_cfn_resources(stack))
+        # An invoker may name the function through a version or an alias (of a version): each is the function.
+        targets = {logical_id}
+        for _ in range(2):
+            for resource in resources:
+                if resource.cfn_resource_type in ("AWS::Lambda::Version", "AWS::Lambda::Alias"):
+                    try:
+                        if _references(_properties(resource).get("FunctionVersion"), frozenset(targets)) or _references(
+                            _properties(resource).get("FunctionName"), frozenset(targets)
+                        ):
+                            targets.add(str(stack.resolve(resource.logical_id)))  # overrides included
+                    except Exception:  # an unresolvable value: CloudFormation's to judge
+                        continue
+        logical_id = frozenset(targets)  # type: ignore[assignment]
+        client_header = owner._authorizer_kind == contract.AUTHORIZER_KIND_CLIENT_HEADER
         checks: dict[str, Callable[[dict[str, Any]], str | None]] = {
             "AWS::Lambda::EventSourceMapping": lambda p: (
                 "event source mapping: Lambda rejects event sources (SQS, DynamoDB, Kinesis, MSK, Kafka) for "
@@ -246,10 +270,40 @@ class TenancyIsRespected:
                 else None
             ),
             "AWS::ApiGateway::Method": lambda p: (
-                f"REST API method without {contract.TENANT_HEADER}: map integration.request.header."
-                f"{contract.TENANT_HEADER} from the authorizer's context (use TenantApi.add_function)"
+                _method_problem(p.get("Integration") or {}, client_header=client_header)
                 if _references((p.get("Integration") or {}).get("Uri"), logical_id)
-                and not _sets_tenant_header(p.get("Integration") or {})
+                else None
+            ),
+            "AWS::Pipes::Pipe": lambda p: (
+                "EventBridge Pipes target or enrichment: Pipes cannot pass a tenant id, so every invocation would fail"
+                if _references(p.get("Target"), logical_id) or _references(p.get("Enrichment"), logical_id)
+                else None
+            ),
+            "AWS::Lambda::EventInvokeConfig": lambda p: (
+                "asynchronous invocation destination (EventInvokeConfig OnSuccess/OnFailure): Lambda cannot pass a "
+                "tenant id to a destination function, so every delivery would fail"
+                if _references(p.get("DestinationConfig"), logical_id)
+                else None
+            ),
+            "AWS::StepFunctions::StateMachine": lambda p: (
+                "Step Functions task (LambdaInvoke, arn:aws:states:::lambda:invoke): the task does not pass a "
+                "tenant id, so every invocation would fail"
+                if (
+                    _references(p.get("DefinitionString"), logical_id)
+                    or _references(p.get("Definition"), logical_id)
+                    or _references(p.get("DefinitionSubstitutions"), logical_id)
+                )
+                and "TenantId" not in json.dumps([p.get("DefinitionString"), p.get("Definition")], default=str)
+                else None
+            ),
+            "AWS::AppSync::DataSource": lambda p: (
+                "AppSync Lambda data source: AppSync cannot pass a tenant id, so every resolver call would fail"
+                if _references(p.get("LambdaConfig"), logical_id)
+                else None
+            ),
+            "AWS::KinesisFirehose::DeliveryStream": lambda p: (
+                "Firehose record processor: Firehose cannot pass a tenant id, so every batch would fail"
+                if _references(p, logical_id)
                 else None
             ),
             "AWS::Lambda::Permission": lambda p: (
@@ -262,7 +316,7 @@ class TenancyIsRespected:
                 else None
             ),
         }
-        for resource in _cfn_resources(stack):
+        for resource in resources:
             if resource is cfn:
                 continue
             check = checks.get(resource.cfn_resource_type)
@@ -278,14 +332,35 @@ class TenancyIsRespected:
         return problems
 
 
-def _sets_tenant_header(integration: Mapping[str, Any]) -> bool:
+def _method_problem(integration: Mapping[str, Any], *, client_header: bool) -> str | None:
+    """What is wrong with how a REST method sets ``X-Amz-Tenant-Id``, or None.
+
+    The header must come from what an authorizer proved (``context.authorizer.<key>``, or the JWT
+    authorizer's claim through TenantApi's request template); a client header (or a literal) only with
+    the ``unsafe_trust_client_tenant_header`` opt-in, which TenantApi records on the function."""
+    use = f"map integration.request.header.{contract.TENANT_HEADER} from the authorizer's context (use TenantApi)"
     parameters = integration.get("RequestParameters") or {}
-    if f"integration.request.header.{contract.TENANT_HEADER}" in parameters:
-        return True
+    wanted = f"integration.request.header.{contract.TENANT_HEADER}".lower()
+    sources = [value for name, value in parameters.items() if str(name).lower() == wanted]
+    if sources:
+        for source in sources:
+            if isinstance(source, str) and _AUTHORIZER_SOURCE.fullmatch(source):
+                continue
+            if client_header and isinstance(source, str) and source.startswith("method.request.header."):
+                continue
+            return (
+                f"REST API method maps {contract.TENANT_HEADER} from {source!r}, which the caller controls (only "
+                f"context.authorizer.<key> is proven; a client header needs unsafe_trust_client_tenant_header): {use}"
+            )
+        return None
     templates = integration.get("RequestTemplates") or {}
-    return bool(templates) and all(
-        f"$context.requestOverride.header.{contract.TENANT_HEADER}" in str(t) for t in templates.values()
-    )
+    override = f"#set($context.requestOverride.header.{contract.TENANT_HEADER} = $tenant)"
+    if templates and all(
+        override in str(t) and "#set($tenant = $util.parseJson($context.authorizer.claims." in str(t)
+        for t in templates.values()
+    ):
+        return None
+    return f"REST API method without {contract.TENANT_HEADER} from the authorizer: {use}"
 
 
 class TenantIsolatedFunction(Construct):
@@ -300,15 +375,18 @@ class TenantIsolatedFunction(Construct):
         architecture: Default: ARM64.
         memory_size: Default: 256 MB; 128 to 10240.
         timeout: Default: 10 seconds; at most 29 seconds (API Gateway's integration timeout).
-        environment: Environment variables. Default: none (the construct adds the helper's own).
+        environment: Environment variables. Default: none (the construct adds the helper's own);
+            ``function_props["environment"]`` is merged over it.
         environment_encryption: Customer-managed key for the environment. Default: AWS-managed key.
         application_log_level: ``TRACE``, ``DEBUG``, ``INFO``, ``WARN``, ``ERROR`` or ``FATAL``.
             Default: ``INFO``.
         system_log_level: ``DEBUG``, ``INFO`` or ``WARN``. Default: ``WARN``.
         log_retention: Retention of the function's log group. Default: one month.
         log_removal_policy: What happens to the log group when it leaves the stack. Default: RETAIN.
-        runtime_layer: Add the function-side helper layer (``from tenancy_runtime import tenant_handler``).
-            Default: True.
+        runtime_layer: Add the function-side helper layer (``from tenancy_runtime import tenant_handler``)
+            and run the handler through it: the function's handler becomes ``tenancy_runtime.handler``,
+            which runs ``handler`` (in ``TENANCY_HANDLER``) under ``tenant_handler``'s checks whether or
+            not the code is decorated. Default: True.
         metric_namespace: Namespace of the helper's per-tenant metrics. Default:
             ``CdkServerlessPatterns/Tenancy``.
         alarm_topic: Where the error alarm (any tenant's invocation failed) notifies. Default: no
@@ -379,10 +457,11 @@ class TenantIsolatedFunction(Construct):
         extra = dict(function_props or {})
         for prop in sorted(set(extra) & set(FORBIDDEN_FUNCTION_PROPS)):
             errors.add(f"function_props.{prop}", FORBIDDEN_FUNCTION_PROPS[prop])
-        for name in environment or {}:
-            errors.require(
-                not name.startswith("TENANCY_"), "environment", f"{name}: TENANCY_* variables are set by the construct"
-            )
+        for prop, variables in (("environment", environment), ("function_props.environment", extra.get("environment"))):
+            for name in variables or {}:
+                errors.require(
+                    not str(name).startswith("TENANCY_"), prop, f"{name}: TENANCY_* variables are set by the construct"
+                )
         errors.raise_if_any()
 
         self._metric_namespace = metric_namespace
@@ -406,9 +485,17 @@ class TenantIsolatedFunction(Construct):
             "code": code
             if code is not None
             else lambda_code(Path(str(code_path)), architecture=architecture, runtime=runtime),
-            "handler": handler,
+            # With the helper layer, the helper's entry point runs the user's handler (TENANCY_HANDLER) through
+            # its checks: they never depend on the code remembering the decorator.
+            "handler": RUNTIME_HANDLER if runtime_layer else handler,
             "description": description,
-            "environment": {**dict(environment or {}), contract.ENV_METRIC_NAMESPACE: metric_namespace},
+            # function_props' environment adds to (and overrides) the environment prop; TENANCY_* stay ours.
+            "environment": {
+                **dict(environment or {}),
+                **dict(extra.pop("environment", None) or {}),
+                contract.ENV_METRIC_NAMESPACE: metric_namespace,
+                **({contract.ENV_HANDLER: handler} if runtime_layer else {}),
+            },
             "environment_encryption": environment_encryption,
             "timeout": timeout,
             "memory_size": memory_size,

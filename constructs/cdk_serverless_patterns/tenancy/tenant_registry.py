@@ -17,7 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 
 from cdk_serverless_patterns.core import PropErrors
-from cdk_serverless_patterns.core.tables import check_table_props, grant_table_key, pattern_table
+from cdk_serverless_patterns.core.tables import check_table_props, pattern_table
 from cdk_serverless_patterns.tenancy import contract
 from constructs import Construct
 
@@ -69,9 +69,11 @@ class TenantRegistry(Construct):
         )
 
     def grant_read_tenants(self, grantee: iam.IGrantable) -> None:
-        """``dynamodb:GetItem`` on exactly this table (and its customer-managed key, if any)."""
+        """``dynamodb:GetItem`` on exactly this table, and ``kms:Decrypt`` on its customer-managed key, if any
+        (a reader never needs to encrypt or make data keys)."""
         iam.Grant.add_to_principal(grantee=grantee, actions=["dynamodb:GetItem"], resource_arns=[self._table.table_arn])
-        grant_table_key(self._table, grantee)
+        if self._table.encryption_key is not None:
+            self._table.encryption_key.grant(grantee, "kms:Decrypt")
 
     @property
     def table(self) -> dynamodb.ITable:

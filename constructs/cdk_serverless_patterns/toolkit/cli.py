@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cdk_serverless_patterns.toolkit import circuit
+from cdk_serverless_patterns.toolkit import circuit, tenants
 from cdk_serverless_patterns.toolkit.apps import (
     AppSpec,
     ToolkitError,
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     circuit.add_parser(commands)
+    tenants.add_parser(commands)
     for name in PLUGGED_COMMANDS:
         module, _ = _plugged(name)
         if module is not None:
@@ -136,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _deploy(args)
         if args.command == "circuit":
             return circuit.run(args)
+        if args.command == "tenant":
+            return tenants.run(args)
         if args.command in PLUGGED_COMMANDS:
             return _run_plugged(args)
         raise ToolkitError(f"unknown command {args.command}")  # pragma: no cover - argparse refuses it first

@@ -12,16 +12,23 @@ Shipped as a Lambda layer (``TenantIsolatedFunction`` adds it; ``python/`` lands
         (scope.tmp_dir / "notes.txt").write_text("only this tenant's")
         return {"statusCode": 200, "body": scope.cache["greeting"]}
 
+``TenantIsolatedFunction`` does not rely on the decorator: it sets the function's handler to
+:func:`handler` of this module and passes the user's handler in ``TENANCY_HANDLER``, so every
+invocation goes through the checks below whether or not the code is decorated (a decorated handler is
+not wrapped twice).
+
 For every invocation :func:`tenant_handler`
 - reads the tenant Lambda routed the invocation for (``context.tenant_id``, from ``X-Amz-Tenant-Id``)
   and refuses it unless it matches the strict tenant pattern;
+- refuses an API event whose client sent an ``X-Amz-Tenant-Id`` header naming another tenant (checked
+  on every invocation: API Gateway's authorizer cache means the authorizer does not see every request);
 - compares it with the tenant the authorizer proved, in the API Gateway request context
   (``requestContext.authorizer.tenantId`` from the Lambda authorizer, or
   ``requestContext.authorizer.claims.<claim>`` from API Gateway's JWT authorizer), and refuses a
   mismatch or a missing claim: a mapping mistake in the API cannot hand one tenant's request to
   another tenant's environment unnoticed;
-- with the JWT authorizer (no Lambda at the edge) checks the tenant registry (status ``ACTIVE``)
-  through a short cache;
+- with the JWT authorizer or the client-header opt-in (no Lambda at the edge) checks the tenant
+  registry (status ``ACTIVE``) through a short cache;
 - puts ``tenantId`` on every log line of the invocation (a logging filter on the root logger; with
   Lambda's JSON log format the field appears in each JSON line), and emits one embedded metric line
   (requests, errors, duration in milliseconds, with the tenant as a dimension);
@@ -31,7 +38,13 @@ For every invocation :func:`tenant_handler`
   cache and directory before the second tenant's code runs, so nothing crosses.
 
 A refusal is an API Gateway proxy answer ``403 {"message": "Forbidden"}`` for API events, or a
-:class:`TenantMismatch` raised for other events; the reason is logged, never returned.
+:class:`TenantMismatch` raised for other events; the reason is logged, never returned. Behind API
+Gateway's JWT authorizer the integration is not a proxy one: an exception of the handler would reach
+API Gateway as an ``errorMessage`` that only a selection pattern turns into an error (an empty message
+matches none), so there the helper logs it and answers ``500 {"message": "Internal server error"}``.
+
+The tenant directory is created fresh per tenant: a symbolic link (or anything else) in its place is
+removed, never followed, and the directory must resolve inside the temporary root.
 
 The names shared with the constructs are copies of ``cdk_serverless_patterns.tenancy.contract``.
 """
@@ -66,6 +79,8 @@ ENV_REGISTRY_CACHE_SECONDS = "TENANCY_REGISTRY_CACHE_SECONDS"
 ENV_TENANT_CLAIM = "TENANCY_TENANT_CLAIM"
 ENV_AUTHORIZER_KIND = "TENANCY_AUTHORIZER_KIND"
 ENV_METRIC_NAMESPACE = "TENANCY_METRIC_NAMESPACE"
+ENV_HANDLER = "TENANCY_HANDLER"
+TENANT_HEADER = "X-Amz-Tenant-Id"
 AUTHORIZER_KIND_LAMBDA = "lambda"
 AUTHORIZER_KIND_JWT = "jwt"
 AUTHORIZER_KIND_CLIENT_HEADER = "client_header"
@@ -74,6 +89,11 @@ AUTHORIZER_KIND_CLIENT_HEADER = "client_header"
 #: ``/tmp`` in Lambda (``TMPDIR`` where set, as the local emulator sets it per execution environment).
 ENV_TMP_ROOT = "TENANCY_TMP_ROOT"
 FORBIDDEN = {"statusCode": 403, "headers": {"Content-Type": "application/json"}, "body": '{"message": "Forbidden"}'}
+INTERNAL_ERROR = {
+    "statusCode": 500,
+    "headers": {"Content-Type": "application/json"},
+    "body": '{"message": "Internal server error"}',
+}
 
 logger = logging.getLogger("tenancy_runtime")
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -140,6 +160,33 @@ def _tmp_root() -> Path:
     return Path(os.environ.get(ENV_TMP_ROOT) or tempfile.gettempdir())
 
 
+def _remove(path: Path) -> None:
+    """Removes ``path`` without following it: a symbolic link is unlinked, never its target emptied."""
+    try:
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
+def _tenant_dir(tenant_id: str) -> Path:
+    """A fresh directory of mode 0700 for the tenant, inside the temporary root, never through a link."""
+    root = _tmp_root().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_dir = root / f"tenant-{tenant_id}"
+    _remove(tmp_dir)  # never inherit a directory (or a link) of the same name
+    os.mkdir(tmp_dir, 0o700)  # fails if something re-appeared there: never reuse it
+    descriptor = os.open(tmp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if os.path.realpath(tmp_dir) != str(tmp_dir) or os.fstat(descriptor).st_uid != os.getuid():
+            raise RuntimeError(f"the tenant directory {tmp_dir} escapes the temporary root")
+    finally:
+        os.close(descriptor)
+    return tmp_dir
+
+
 def _enter(tenant_id: str) -> TenantScope:
     """The scope of ``tenant_id``; a different tenant than the last one wipes the last one's data first."""
     with _STATE.lock:
@@ -158,11 +205,8 @@ def _enter(tenant_id: str) -> TenantScope:
                 )
             )
             previous.cache.clear()
-            shutil.rmtree(previous.tmp_dir, ignore_errors=True)
-        tmp_dir = _tmp_root() / f"tenant-{tenant_id}"
-        shutil.rmtree(tmp_dir, ignore_errors=True)  # never inherit a directory of the same name
-        tmp_dir.mkdir(mode=0o700, parents=True)
-        _STATE.scope = TenantScope(tenant_id=tenant_id, tmp_dir=tmp_dir)
+            _remove(previous.tmp_dir)
+        _STATE.scope = TenantScope(tenant_id=tenant_id, tmp_dir=_tenant_dir(tenant_id))
         return _STATE.scope
 
 
@@ -188,6 +232,32 @@ def _claimed_tenant(event: Any, kind: str, claim: str) -> tuple[bool, Any]:
     return True, authorizer.get(CONTEXT_TENANT)
 
 
+def _client_tenant_headers(event: Any) -> list[Any]:
+    """Every ``X-Amz-Tenant-Id`` value the client sent with an API event (any case, single or multi-value)."""
+    values: list[Any] = []
+    if not isinstance(event, Mapping):
+        return values
+    wanted = TENANT_HEADER.lower()
+    for field_name in ("headers", "multiValueHeaders"):
+        headers = event.get(field_name)
+        if not isinstance(headers, Mapping):
+            continue
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == wanted:
+                values += value if isinstance(value, list) else [value]
+    return values
+
+
+def _status_code(result: Any) -> int | None:
+    """The proxy answer's status code, or None when it has none or it is not a number."""
+    if not isinstance(result, Mapping):
+        return None
+    try:
+        return int(result.get("statusCode") or 200)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _registry_item(tenant_id: str, ttl: float) -> Mapping[str, Any] | None:
     now = time.monotonic()
     cached = _STATE.registry.get(tenant_id)
@@ -211,6 +281,8 @@ def reset() -> None:
         _STATE.scope = None
         _STATE.registry.clear()
         _STATE.table = None
+    with _WRAPPED_LOCK:
+        _WRAPPED.clear()
 
 
 def _emit_metrics(tenant_id: str, namespace: str, *, error: bool, millis: float) -> None:
@@ -260,8 +332,9 @@ def tenant_handler(
     Args:
         registry_check: Check the tenant's status in the registry (``TENANCY_REGISTRY_TABLE``) on
             every invocation, through a cache of ``TENANCY_REGISTRY_CACHE_SECONDS`` (default 30).
-            Default: only behind API Gateway's JWT authorizer (``TENANCY_AUTHORIZER_KIND=jwt``): the
-            Lambda authorizer has checked it already.
+            Default: behind API Gateway's JWT authorizer and the client-header opt-in
+            (``TENANCY_AUTHORIZER_KIND`` ``jwt`` or ``client_header``): only the Lambda authorizer has
+            checked it already.
         metrics: Print one embedded-metric line per invocation. Default: True.
     """
 
@@ -279,7 +352,14 @@ def tenant_handler(
                 return _refuse(
                     is_api, "tenant differs from the authorizer's", tenantId=tenant, claimed=repr(claimed)[:80]
                 )
-            check = registry_check if registry_check is not None else kind == AUTHORIZER_KIND_JWT
+            sent = _client_tenant_headers(event) if is_api else []
+            if any(value != tenant for value in sent):
+                return _refuse(is_api, "client tenant header disagrees", tenantId=tenant, sent=repr(sent)[:80])
+            check = (
+                registry_check
+                if registry_check is not None
+                else kind in (AUTHORIZER_KIND_JWT, AUTHORIZER_KIND_CLIENT_HEADER)
+            )
             if check:
                 try:
                     ttl = float(os.environ.get(ENV_REGISTRY_CACHE_SECONDS) or 30)
@@ -291,21 +371,67 @@ def tenant_handler(
                     status = None if item is None else item.get(STATUS_ATTRIBUTE)
                     return _refuse(is_api, "tenant not active", tenantId=tenant, status=repr(status)[:40])
             scope = _enter(tenant)
-            _STATE.local.scope = scope
+            outer = getattr(_STATE.local, "scope", None)
+            _STATE.local.scope = scope  # per thread: another thread's invocation never sees it
             started = time.perf_counter()
             failed = True
             try:
-                result = inner(event, context)
-                failed = isinstance(result, Mapping) and int(result.get("statusCode") or 200) >= 500
+                try:
+                    result = inner(event, context)
+                except Exception:
+                    if not (is_api and kind == AUTHORIZER_KIND_JWT):
+                        raise
+                    logger.exception(json.dumps({"event": "handler failed", "tenantId": tenant}))
+                    return dict(INTERNAL_ERROR)
+                status = _status_code(result)
+                if isinstance(result, Mapping) and status is None:
+                    logger.error(
+                        json.dumps(
+                            {"event": "statusCode is not a number", "statusCode": repr(result.get("statusCode"))[:40]}
+                        )
+                    )
+                failed = isinstance(result, Mapping) and (status is None or status >= 500)
                 return result
             finally:
-                _STATE.local.scope = None
+                _STATE.local.scope = outer
                 if metrics:
                     namespace = os.environ.get(ENV_METRIC_NAMESPACE) or METRIC_NAMESPACE
                     _emit_metrics(tenant, namespace, error=failed, millis=(time.perf_counter() - started) * 1000)
 
+        wrapper.__tenancy_wrapped__ = True  # type: ignore[attr-defined]
         return cast("Handler", wrapper)
 
     if function is not None:
         return decorate(function)
     return decorate
+
+
+_WRAPPED: dict[str, Callable[..., Any]] = {}
+_WRAPPED_LOCK = threading.Lock()
+
+
+def _user_handler() -> Callable[..., Any]:
+    """The handler named by ``TENANCY_HANDLER`` (``module.function``, the module may be dotted), wrapped by
+    :func:`tenant_handler` unless it is decorated already; loaded once per execution environment."""
+    name = os.environ.get(ENV_HANDLER, "")
+    with _WRAPPED_LOCK:
+        found = _WRAPPED.get(name)
+        if found is not None:
+            return found
+        module_name, _, attribute = name.rpartition(".")
+        if not module_name or not attribute:
+            raise RuntimeError(f"{ENV_HANDLER}={name!r} is not module.function")
+        import importlib
+
+        inner = getattr(importlib.import_module(module_name.replace("/", ".")), attribute)
+        if not callable(inner):
+            raise RuntimeError(f"{ENV_HANDLER}={name!r} is not callable")
+        wrapped = inner if getattr(inner, "__tenancy_wrapped__", False) else tenant_handler(inner)
+        _WRAPPED[name] = wrapped
+        return wrapped  # type: ignore[no-any-return]
+
+
+def handler(event: Any, context: Any) -> Any:
+    """The handler ``TenantIsolatedFunction`` sets: runs the user's handler (``TENANCY_HANDLER``) through
+    :func:`tenant_handler`, so the checks never depend on the code remembering the decorator."""
+    return _user_handler()(event, context)

@@ -11,10 +11,11 @@ import os
 import aws_cdk as cdk
 from sample_callback import CallbackSampleStack
 from sample_circuit_breaker import CircuitBreakerSampleStack
+from sample_streaming import StreamingSampleStack
 from sample_tenancy import TenancySampleStack
 
 #: One sample stack per pattern: each class owns its stack id (``STACK_ID``) and description.
-SAMPLE_STACKS = (CircuitBreakerSampleStack, CallbackSampleStack, TenancySampleStack)
+SAMPLE_STACKS = (CircuitBreakerSampleStack, CallbackSampleStack, TenancySampleStack, StreamingSampleStack)
 
 
 def build_app(outdir: str | None = None) -> cdk.App:

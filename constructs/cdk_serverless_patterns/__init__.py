@@ -23,6 +23,10 @@ _EXPORTS = {
     "CircuitBreaker": "cdk_serverless_patterns.circuit_breaker",
     "HealthCheck": "cdk_serverless_patterns.circuit_breaker",
     "PropError": "cdk_serverless_patterns.core.props",
+    "StreamingFunction": "cdk_serverless_patterns.streaming",
+    "StreamingFunctionUrl": "cdk_serverless_patterns.streaming",
+    "StreamingRestApi": "cdk_serverless_patterns.streaming",
+    "WebSocketStreamingApi": "cdk_serverless_patterns.streaming",
     "TenantApi": "cdk_serverless_patterns.tenancy",
     "TenantIsolatedFunction": "cdk_serverless_patterns.tenancy",
     "TenantPlan": "cdk_serverless_patterns.tenancy",
@@ -33,6 +37,12 @@ if TYPE_CHECKING:
     from cdk_serverless_patterns.callback import CallbackPattern, CallbackUrls, JobSource, MacieJobStatusForwarder
     from cdk_serverless_patterns.circuit_breaker import Circuit, CircuitBreaker, HealthCheck
     from cdk_serverless_patterns.core.props import PropError
+    from cdk_serverless_patterns.streaming import (
+        StreamingFunction,
+        StreamingFunctionUrl,
+        StreamingRestApi,
+        WebSocketStreamingApi,
+    )
     from cdk_serverless_patterns.tenancy import TenantApi, TenantIsolatedFunction, TenantPlan, TenantRegistry
 
 __all__ = [
@@ -44,10 +54,14 @@ __all__ = [
     "JobSource",
     "MacieJobStatusForwarder",
     "PropError",
+    "StreamingFunction",
+    "StreamingFunctionUrl",
+    "StreamingRestApi",
     "TenantApi",
     "TenantIsolatedFunction",
     "TenantPlan",
     "TenantRegistry",
+    "WebSocketStreamingApi",
     "__version__",
 ]
 

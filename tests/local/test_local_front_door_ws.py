@@ -310,3 +310,43 @@ def test_iam_on_connect_wants_a_signed_handshake(invoker: PyInvoker) -> None:
             assert identity["accessKey"] == "AKIDLOCAL" and identity["accountId"] == ACCOUNT
         with connect(base, open_timeout=5, additional_headers={"Authorization": SIGNED["Authorization"]}):
             assert len(invoker.events("connect")) == 2
+
+
+def test_an_asynchronous_integration_answers_nothing_and_outlives_the_route(invoker: PyInvoker) -> None:
+    """``IntegrationType: AWS`` with ``X-Amz-Invocation-Type: 'Event'``: the function is invoked asynchronously (it
+    may run past the 29 s integration timeout and post to the connection itself); the client gets no answer."""
+    import threading
+
+    template, physical = ws_template()
+    resources = template["Resources"]
+    resources["Integsend"]["Properties"].update(
+        IntegrationType="AWS",
+        RequestParameters={"integration.request.header.X-Amz-Invocation-Type": "'Event'"},
+    )
+    release = threading.Event()
+    finished = threading.Event()
+
+    def slow(event: Any) -> Any:
+        release.wait(10)
+        finished.set()
+        return {"statusCode": 200, "body": "never sent"}
+
+    invoker.handlers.update(
+        auth=lambda event: policy("Allow", event["methodArn"]),
+        connect=lambda event: {"statusCode": 200},
+        disconnect=lambda event: {},
+        send=slow,
+        default=lambda event: {"statusCode": 200, "body": "default"},
+    )
+    with FrontDoor(invoker) as front_door:
+        front_door.add_stack("WsStack", template, resolver(physical))
+        with connect(url(front_door), open_timeout=5) as client:
+            client.send(json.dumps({"action": "sendmessage"}))
+            (event,) = wait_for(lambda: invoker.events("send"), timeout=5)
+            assert event["requestContext"]["routeKey"] == "sendmessage" and not finished.is_set()
+            client.send("next")  # the connection is not held by the running invocation
+            assert client.recv(timeout=5) == "default"
+            release.set()
+            assert finished.wait(5)
+            with pytest.raises(TimeoutError):
+                client.recv(timeout=0.5)  # an asynchronous integration never answers the client

@@ -106,3 +106,13 @@ def test_tenancy_variables_are_documented_where_they_are_set() -> None:
         sections()["tenancy_runtime"]
     )
     assert not names - documented, sorted(names - documented)
+
+
+def test_streaming_variables_are_documented_where_they_are_set() -> None:
+    from cdk_serverless_patterns.streaming import contract as streaming
+
+    lambdas_own = {streaming.ENV_EXEC_WRAPPER, streaming.ENV_HANDLER_VARIABLE}  # Lambda's variables, not ours
+    names = env_constants(streaming) - lambdas_own
+    assert names
+    missing = names - documented_variables(sections()["streaming_runtime"])
+    assert not missing, f"streaming_runtime: set by the construct, not documented: {sorted(missing)}"

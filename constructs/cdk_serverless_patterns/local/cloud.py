@@ -197,6 +197,10 @@ class _RunnerInvoker:
     def invoke_stream(self, function_arn: str, payload: bytes, *, tenant_id: str | None = None) -> Any:
         return self.cloud._runner_call("invoke_stream", function_arn, payload, tenant_id)
 
+    def invoke_async(self, function_arn: str, payload: bytes, *, tenant_id: str | None = None) -> str:
+        """An ``InvocationType=Event`` invoke: Lambda's queue, with its retries and destinations."""
+        return str(self.cloud._invoker.submit(function_arn, payload, tenant_id=tenant_id))
+
 
 class LocalCloud:
     """moto's server, the Lambda runner, the front door and the event movers, as one context manager."""

@@ -5,6 +5,8 @@ or presigned URL, presence only, else 403; or its REQUEST authorizer
 first: deny 403, ``Unauthorized`` 401; a non-2xx ``$connect`` answer rejects the handshake with that
 status), messages are routed by ``RouteSelectionExpression`` (``$request.body.action``) else ``$default``,
 a route with a route response sends the function's ``body`` back, ``$disconnect`` runs after a close.
+A Lambda (non-proxy, ``IntegrationType: AWS``) integration with ``X-Amz-Invocation-Type: 'Event'`` invokes its
+function asynchronously (the invoker's ``invoke_async``: Lambda's queue) and answers nothing, as API Gateway does.
 The management API (``@connections``: POST, GET, DELETE; 410 ``GoneException`` for unknown ids) is
 served over HTTP and patched into moto's ``apigatewaymanagementapi``. Like AWS's, it wants a SigV4
 ``Authorization`` header (present, not verified): unsigned calls are 403 ``Missing Authentication Token``.
@@ -351,6 +353,7 @@ class WebSocketApis(FrontDoorCore):
             authorizers: dict[str, Authorizer] = {}
             route_props: dict[str, Mapping[str, Any]] = {}
             responses: set[str] = set()
+            asynchronous: set[str] = set()
             for lid, res in resources.items():
                 rprops = (res.get("Properties") or {}) if isinstance(res, dict) else {}
                 if not isinstance(res, dict) or _target(rprops.get("ApiId")) != api_lid:
@@ -365,6 +368,11 @@ class WebSocketApis(FrontDoorCore):
                         integrations[lid], _ = _function_arn(str(resolve(rprops.get("IntegrationUri"))))
                     except Exception:
                         integrations[lid] = None
+                    invocation_type = (rprops.get("RequestParameters") or {}).get(
+                        "integration.request.header.X-Amz-Invocation-Type"
+                    )
+                    if rprops.get("IntegrationType") == "AWS" and invocation_type == "'Event'":
+                        asynchronous.add(lid)
                 elif kind == "AWS::ApiGatewayV2::Authorizer":
                     authorizer = self._authorizer(f"{stack}/{lid}", rprops, resolve, v2=True)
                     if authorizer:
@@ -386,6 +394,7 @@ class WebSocketApis(FrontDoorCore):
                     else None,
                     "respond": lid in responses or bool(rprops.get("RouteResponseSelectionExpression")),
                     "iam": rprops.get("AuthorizationType") == "AWS_IAM",
+                    "asynchronous": integration in asynchronous,
                 }
             selection = str(props.get("RouteSelectionExpression", "$request.body.action"))
             apis.append(_WsApi(api_id, api_lid, stack, selection, stages, routes))
@@ -643,6 +652,27 @@ class WebSocketApis(FrontDoorCore):
             client.connection.send_text(
                 json.dumps({"message": "Forbidden", "connectionId": connection_id, "requestId": request_id})
             )
+            return
+        if route.get("asynchronous"):
+            # A Lambda (non-proxy) integration with X-Amz-Invocation-Type 'Event': API Gateway hands the event to
+            # Lambda's asynchronous queue (retries, destinations) and answers the client nothing; the function may
+            # run longer than the 29 s integration timeout and post to the connection itself. The request template
+            # is not evaluated (no VTL engine here): the function gets the proxy event, which is what the streaming
+            # pattern's template rebuilds.
+            submit = getattr(self.invoker, "invoke_async", None)
+            payload = json.dumps(event).encode()
+            try:
+                if submit is not None:
+                    submit(route["function_arn"], payload)
+                else:
+                    self._pool.submit(self.invoker.invoke, route["function_arn"], payload, tenant_id=None)
+            except Exception:
+                with contextlib.suppress(OSError, ConnectionError):
+                    client.connection.send_text(
+                        json.dumps(
+                            {"message": "Internal server error", "connectionId": connection_id, "requestId": request_id}
+                        )
+                    )
             return
         try:
             result = self._invoke(route["function_arn"], event, None, WEBSOCKET_INTEGRATION_TIMEOUT)

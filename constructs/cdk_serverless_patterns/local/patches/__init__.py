@@ -35,6 +35,7 @@ PATCHES = (
     "dynamodb_atomic_writes",
     "cloudformation_secrets",
     "cloudformation_failures",
+    "cloudformation_outputs",
     "cloudformation_custom_resources",
     "sqs_event_source_poller",
 )

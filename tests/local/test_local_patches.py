@@ -451,3 +451,29 @@ def test_a_read_never_sees_an_update_halfway(aws: Emulator, monkeypatch: pytest.
         reader.join(timeout=30)
     assert ("OPEN", True) in seen and ("CLOSED", False) in seen  # the reader saw both sides of the writes
     assert ("OPEN", False) not in seen
+
+
+# --------------------------------------------------------------------------- cloudformation_outputs
+def test_an_output_reading_an_unmodelled_type_deploys_and_is_left_out(aws: Emulator) -> None:
+    """moto 5.2.5 crashed stack creation on ``Fn::GetAtt`` of a type it does not model (``'NoneType' object has no
+    attribute 'has_cfn_attr'``) and then DescribeStacks on the same output; AWS deploys it. The output is left out
+    of moto's answer (the emulator resolves it from the template); moto's own check for modelled types stays."""
+    cfn = aws.session.client("cloudformation")
+    template = {
+        "Resources": {
+            "Queue": {"Type": "AWS::SQS::Queue"},
+            "Ws": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {"Name": "ws", "ProtocolType": "WEBSOCKET"}},
+        },
+        "Outputs": {
+            "Endpoint": {"Value": {"Fn::GetAtt": ["Ws", "ApiEndpoint"]}},
+            "QueueArn": {"Value": {"Fn::GetAtt": ["Queue", "Arn"]}},
+        },
+    }
+    cfn.create_stack(StackName="outputs", TemplateBody=json.dumps(template))
+    (stack,) = cfn.describe_stacks(StackName="outputs")["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    assert set(outputs) == {"QueueArn"} and outputs["QueueArn"].startswith("arn:aws:sqs:")
+    template["Outputs"]["Bad"] = {"Value": {"Fn::GetAtt": ["Queue", "NoSuchAttribute"]}}
+    with pytest.raises(ClientError):  # an attribute a modelled type does not have is still refused
+        cfn.create_stack(StackName="outputs-bad", TemplateBody=json.dumps(template))

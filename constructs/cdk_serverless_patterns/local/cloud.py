@@ -616,6 +616,9 @@ class LocalCloud:
             kind = resources.get(logical_id, {}).get("Type", "")
             if attribute is None and kind == "AWS::ApiGateway::Stage":
                 return resources[logical_id].get("Properties", {}).get("StageName")
+            if attribute is None and kind == "AWS::ApiGatewayV2::Api" and front_door is not None:
+                with contextlib.suppress(Exception):
+                    return front_door.attribute(name, logical_id, "ApiId")
             if attribute is not None and front_door is not None and hasattr(front_door, "attribute"):
                 with contextlib.suppress(Exception):
                     return front_door.attribute(name, logical_id, attribute)
@@ -648,6 +651,8 @@ class LocalCloud:
                 self.log(f"local cloud: the front door could not serve {name}: {error}")
             for endpoint in deployed.endpoints:
                 self.log(f"local cloud: {endpoint.kind} {endpoint.logical_id}: {endpoint.url}")
+            if deployed.endpoints:  # outputs that name what the front door serves (function URLs, WebSocket APIs)
+                deployed.outputs = resolver.outputs()
         self._stacks[name] = deployed
         return deployed
 

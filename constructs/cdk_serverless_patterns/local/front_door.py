@@ -158,7 +158,8 @@ class FrontDoor(RestApis, FunctionUrls, WebSocketApis):
             client.connection.close(1001, "Going away")
 
     def attribute(self, stack_name: str, logical_id: str, name: str) -> str | None:
-        """A resource attribute moto cannot answer (``AWS::Lambda::Url`` ``FunctionUrl``/``FunctionArn``), else None."""
+        """A resource attribute moto cannot answer (``AWS::Lambda::Url`` ``FunctionUrl``/``FunctionArn``, a WebSocket
+        API's ``ApiEndpoint`` and its id, ``ApiId``, which ``Ref`` answers), else None."""
         url_id = self._url_id(stack_name, logical_id)
         with self._lock:
             function_url = self._urls.get(url_id)
@@ -170,6 +171,8 @@ class FrontDoor(RestApis, FunctionUrls, WebSocketApis):
                 return function_url.function_arn
         if ws is not None and name == "ApiEndpoint":
             return f"ws://localhost:{self.port}/ws/{ws.api_id}"
+        if ws is not None and name == "ApiId":  # what Ref answers for the API
+            return ws.api_id
         return None
 
     # -- serving ------------------------------------------------------------------------------------

@@ -60,7 +60,9 @@ MAX_TIMEOUT = timedelta(days=366)
 #: Token records outlive the wait by this much, then DynamoDB's TTL removes what nobody cleaned up.
 DEFAULT_RECORD_GRACE = timedelta(days=1)
 DEFAULT_FAILURE_ERROR = "JobFailed"
-BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5})
+#: Every call is bounded: a hung DynamoDB or Lambda endpoint costs at most about 5 x (2 s + 5 s) plus backoff,
+#: not botocore's default 60 s read timeout per attempt.
+BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=2, read_timeout=5)
 
 
 class JobFailedError(Exception):

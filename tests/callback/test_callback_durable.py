@@ -333,3 +333,28 @@ def test_bad_arguments_are_rejected_before_anything_is_stored(options: dict[str,
     arguments: dict[str, Any] = {"table_name": TABLE, "namespace": "translate", "job_id": "j", "timeout": 60, **options}
     with pytest.raises(ValueError, match=message):
         durable_callback.wait_for_job(object(), **arguments)
+
+
+def test_the_helpers_aws_calls_are_bounded_against_a_hung_endpoint() -> None:
+    """A DynamoDB that accepts connections and never answers: the helper's client gives up after its read timeout
+    per attempt (botocore's default would wait 60 s per attempt, five times)."""
+    from botocore.config import Config
+    from botocore.exceptions import ReadTimeoutError
+
+    from cdk_serverless_patterns.local.server import BlackHoleServer
+
+    config = durable_callback.BOTO_CONFIG
+    assert (config.connect_timeout, config.read_timeout) == (2, 5)
+    with BlackHoleServer() as hung:
+        quick = config.merge(Config(read_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 2}))
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=hung.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=quick,
+        )
+        with pytest.raises(ReadTimeoutError):
+            client.get_item(TableName="t", Key={"id": {"S": "x"}})
+        assert hung.connections >= 2  # every attempt of the bounded client reached the endpoint and timed out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,9 @@ def test_an_sse_response_keeps_its_own_cache_control_and_unicode_values() -> Non
         Response(headers={"": "v"}),
         Response(headers={"x": "a\r\nset-cookie: evil"}),
         Response(headers={"x": "a\0"}),
+        Response(headers={"x": "a\x0bb"}),  # other control characters: refused by HTTP stacks
+        Response(headers={"x": ["ok", "a\x1bb"]}),
+        Response(cookies=["a=1\x7f"]),
         Response(headers={"x": 1}),  # type: ignore[dict-item]
         Response(cookies=["a=1\nb=2"]),
         Response(cookies="a=1"),  # type: ignore[arg-type]
@@ -91,12 +95,17 @@ def test_invalid_responses_are_refused(response: Response) -> None:
 
 header_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
 TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+CTL = {chr(c) for c in range(0x20) if c != 0x09} | {"\x7f"}
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=header_text, value=header_text, status=st.integers(min_value=-5, max_value=700))
+@given(
+    name=header_text,
+    value=header_text | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=30),
+    status=st.integers(min_value=-5, max_value=700),
+)
 def test_a_prelude_is_valid_or_refused_never_an_injection(name: str, value: str, status: int) -> None:
-    valid = 100 <= status <= 599 and bool(name) and set(name) <= TCHAR and not set(value) & set("\r\n\0")
+    valid = 100 <= status <= 599 and bool(name) and set(name) <= TCHAR and not set(value) & CTL
     try:
         data = prelude(Response(status, {name: value}), content_type="text/plain")
     except (ValueError, TypeError):
@@ -119,10 +128,28 @@ def test_a_prelude_is_valid_or_refused_never_an_injection(name: str, value: str,
         ("Runtime.ExitError", "Runtime.ExitError"),
         ("", "Function.Unhandled"),
         ("Bad\r\nX", "Function.Unhandled"),
+        ("Runtime.UnmarshalError", "Runtime.UnmarshalError"),
+        ("Function.Bad\r\nX-Injected: 1", "Function.Unhandled"),  # a header/trailer value: no CR/LF through
+        ("Runtime." + "A" * 5000, "Function.Unhandled"),
+        ("Other.ValueError", "Function.Unhandled"),
     ],
 )
 def test_trailer_error_types(name: str, expected: str) -> None:
     assert trailer_error_type(name) == expected
+
+
+def test_trailers_with_a_huge_categorised_error_type_still_fit() -> None:
+    """A ``Function.``-prefixed 5 KB type used to pass through and make the fitting loop spin forever."""
+    result: list[bytes] = []
+    worker = threading.Thread(
+        target=lambda: result.append(trailers({"errorType": "Function." + "A" * 5000, "errorMessage": "m"})),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(5)
+    assert result, "trailers() did not return"
+    section = result[0]
+    assert section.startswith(b"Lambda-Runtime-Function-Error-Type: Function.Unhandled\r\n") and len(section) < 3100
 
 
 @settings(max_examples=100, deadline=None)

@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,6 +171,26 @@ def big(event, context):
         yield CHUNK
 
 
+@streaming(sse=True, keep_alive_seconds=5)
+def sse_stalls(event, context):
+    try:
+        yield "before"
+        _gate("gate.stall", timeout=60)  # a model that stalls past the function's timeout
+        yield "never"
+    finally:
+        _mark("stalled_closed", repr(sys.exc_info()[0]))
+
+
+def trickle(event, context):
+    while True:
+        yield b"x"
+        time.sleep(0.02)
+
+
+def one_big(event, context):
+    yield b"y" * (event["mb"] << 20)
+
+
 def peak(event, context):
     status = open("/proc/self/status").read()
     return [line for line in status.splitlines() if line.startswith("VmHWM")][0]
@@ -220,7 +241,9 @@ Starter = Callable[..., subprocess.Popen[bytes]]
 def run(server: ConformanceServer, task: Path) -> Iterator[Starter]:
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(handler: str, env: dict[str, str] | None = None, srv: ConformanceServer | None = None) -> Any:
+    def start(
+        handler: str, env: dict[str, str] | None = None, srv: ConformanceServer | ScriptedApi | None = None
+    ) -> Any:
         process = start_runtime((srv or server).address, f"app.{handler}", task, env)
         processes.append(process)
         return process
@@ -465,6 +488,136 @@ def test_50_mb_stream_in_bounded_memory(server: ConformanceServer, run: Starter)
     assert grown_kb < 8 * 1024, f"the runtime's peak memory grew by {grown_kb} KiB for a 50 MiB stream"
 
 
+def test_one_huge_item_is_sent_without_copies(server: ConformanceServer, run: Starter) -> None:
+    """A 32 MiB item costs the item itself: a partial send used to join and slice the parts (3 copies)."""
+    process = run("one_big")
+    assert answered(server.invoke({"mb": 1})).answer == 202
+    before = _peak_kb(process.pid)
+    record = answered(server.invoke({"mb": 32}), timeout=60)
+    grown_kb = _peak_kb(process.pid) - before
+    assert record.answer == 202 and record.violations == [] and record.size == 32 << 20
+    assert record.digest.hexdigest() == hashlib.sha256(b"y" * (32 << 20)).hexdigest()
+    assert grown_kb < 48 * 1024, f"peak memory grew by {grown_kb} KiB for one 32 MiB item"
+
+
+def test_a_stalled_sse_stream_ends_with_a_timeout_event_before_the_deadline(
+    server: ConformanceServer, run: Starter, task: Path
+) -> None:
+    """Lambda would cut it at the deadline (no event, no trailers); the runtime ends it itself, 0.5 s before."""
+    run("sse_stalls")
+    started = time.time()
+    record = answered(server.invoke(REST_EVENT, timeout_s=2.0), timeout=10)
+    assert time.time() - started < 2.0, "answered only after the deadline"
+    assert record.violations == [] and record.answer == 202
+    error = b'{"errorType": "StreamTimeout", "message": "the stream stopped before the function\'s timeout"}'
+    assert record.payload() == b"data: before\n\nevent: error\ndata: " + error + b"\n\n"
+    assert record.trailers["lambda-runtime-function-error-type"] == "Function.StreamTimeout"
+    assert server.wait_next(2)  # ready for the next invocation while the stalled handler is still blocked
+    (task / "gate.stall").touch()
+    assert wait_for(lambda: (task / "stalled_closed").exists(), timeout=10), output(task)
+    assert (task / "stalled_closed").read_text() == "<class 'GeneratorExit'>"
+
+
+def test_a_raw_stream_still_running_at_its_deadline_ends_with_the_error_trailers(
+    server: ConformanceServer, run: Starter
+) -> None:
+    run("trickle")
+    started = time.time()
+    record = answered(server.invoke({}, timeout_s=1.5), timeout=10)
+    assert time.time() - started < 1.5
+    assert record.violations == [] and record.answer == 202 and set(record.body) == {ord("x")}
+    assert record.trailers["lambda-runtime-function-error-type"] == "Function.StreamTimeout"
+    assert record.error is not None and record.error["errorType"] == "StreamTimeout"
+
+
+class ScriptedApi:
+    """A Runtime API that hands out invocations and answers ``/error`` with ``error_answer`` (garbage on purpose)."""
+
+    def __init__(self, error_answer: bytes) -> None:
+        self.error_answer = error_answer
+        self.nexts = 0
+        self.errors: list[bytes] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        rfile = conn.makefile("rb")
+        try:
+            while not self._stop.is_set():
+                try:
+                    line = rfile.readline()
+                except TimeoutError:
+                    continue
+                if not line:
+                    return
+                headers = {}
+                while (header := rfile.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = rfile.read(int(headers.get("content-length", "0")))
+                if b"/invocation/next" in line:
+                    self.nexts += 1
+                    if self.nexts > 1:
+                        self._stop.wait()  # the runtime came back for more: that is all the test needs
+                        return
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: r-1\r\n"
+                        b"Lambda-Runtime-Deadline-Ms: %d\r\nContent-Length: 2\r\n\r\n{}" % (time.time() * 1000 + 60_000)
+                    )
+                elif b"/error" in line:
+                    self.errors.append(body)
+                    conn.sendall(self.error_answer)
+                    return
+        finally:
+            rfile.close()
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._sock.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: zz\r\n\r\n",
+        b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\nnot-hex\r\n",
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{}",
+    ],
+)
+def test_a_garbage_answer_from_the_runtime_api_is_logged_not_a_crash(run: Starter, task: Path, answer: bytes) -> None:
+    """An unparsable answer to ``/error`` was a bare ValueError that killed the runtime; now it goes on to /next."""
+    api = ScriptedApi(answer)
+    process = None
+    try:
+        process = run("early_error", srv=api)
+        assert wait_for(lambda: api.nexts >= 2 or process.poll() is not None, timeout=15), output(task)
+        assert process.poll() is None and api.nexts == 2, output(task)
+        assert json.loads(api.errors[0])["errorType"] == "KeyError"
+        assert "Runtime.ApiError" in output(task) and "ValueError" not in output(task)
+    finally:
+        if process is not None:
+            stop(process)
+        api.close()
+
+
 def test_context_and_sys_path_as_lambda_builds_them(server: ConformanceServer, run: Starter, task: Path) -> None:
     run("ctx", env={"_LAMBDA_TELEMETRY_LOG_FD": "3"})
     client_context = json.dumps({"client": {"app_title": "app"}, "custom": {"k": "v"}, "env": {}})
@@ -509,6 +662,27 @@ def test_a_missing_handler_is_an_init_error(server: ConformanceServer, run: Star
             },
         )
     ]
+
+
+PYTHON_39 = Path.home() / ".pyenv" / "versions" / "3.9.18" / "bin" / "python3.9"
+
+
+@pytest.mark.skipif(not PYTHON_39.exists(), reason="no Python 3.9 interpreter here")
+def test_an_unsupported_python_is_a_clear_init_error(server: ConformanceServer, task: Path) -> None:
+    """On Python 3.9 every invocation failed with 'unsupported operand type(s) for |'; now init says why."""
+    process = subprocess.Popen(
+        [str(WRAPPER), str(PYTHON_39), "/var/runtime/bootstrap.py"],
+        env={"PATH": "/usr/bin:/bin", "AWS_LAMBDA_RUNTIME_API": server.address, "_HANDLER": "app.hello",
+             "LAMBDA_TASK_ROOT": str(task)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.wait(10) == 1
+    finally:
+        stop(process)
+    ((error_type, document),) = server.init_errors
+    assert error_type == "Runtime.UnsupportedRuntime" and "3.10 or later" in document["errorMessage"]
 
 
 def test_json_logs_carry_the_error_and_the_request_id(server: ConformanceServer, run: Starter, task: Path) -> None:

@@ -276,6 +276,23 @@ def test_a_refused_request_is_a_clear_error(bedrock: FakeBedrock, status: int, k
     assert raised.value.message == "the model stream failed: no access to this model"
 
 
+def test_a_refusal_shows_the_client_no_arn_and_no_account_id(bedrock: FakeBedrock) -> None:
+    """AccessDenied names the role, the session (the function) and the account: not for the client's eyes."""
+    bedrock.error = (
+        403,
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/chat-fn-role/chat-fn is not authorized to perform: "
+        "bedrock:InvokeModelWithResponseStream on resource: arn:aws:bedrock:us-east-1::foundation-model/x "
+        "because no identity-based policy allows it (account 123456789012)",
+    )
+    stream = tokens.BedrockConverseStream(MODEL, client=client(bedrock)).stream("x")
+    with pytest.raises(tokens.TokenSourceError) as raised:
+        next(stream)
+    shown = core.public_error(raised.value)["message"]
+    assert "123456789012" not in shown and "arn:" not in shown and "chat-fn" not in shown
+    assert shown.startswith("the model stream failed: User: <arn> is not authorized to perform:")
+
+
 def test_stopping_early_closes_the_http_stream(bedrock: FakeBedrock) -> None:
     bedrock.messages = answer("one", "two", "three")
     bedrock.pause_after = 3
@@ -290,6 +307,49 @@ def test_bedrock_source_validates_its_arguments() -> None:
         tokens.BedrockConverseStream("  ")
     with pytest.raises(ValueError, match="max_tokens"):
         tokens.BedrockConverseStream(MODEL, max_tokens=0)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "system", "max_tokens"),
+    [(None, None, None), ("", None, None), ("  \n", None, None), (5, None, None), ({"text": "x"}, None, None),
+     ("ok", "", None), ("ok", 7, None), ("ok", None, 0), ("ok", None, True), ("ok", None, "9")],
+)  # fmt: skip
+def test_a_bad_prompt_is_a_clear_error_before_any_call(
+    bedrock: FakeBedrock, prompt: Any, system: Any, max_tokens: Any
+) -> None:
+    """What a client sends reaches the prompt: it is checked before Bedrock is called (and billed)."""
+    stream = tokens.BedrockConverseStream(MODEL, client=client(bedrock)).stream(
+        prompt, system=system, max_tokens=max_tokens
+    )
+    with pytest.raises(tokens.TokenSourceError) as raised:
+        next(stream)
+    assert raised.value.error_type == "ValidationException" and "must be" in raised.value.message
+    assert bedrock.requests == []
+
+
+@pytest.mark.parametrize("model_id", ["", "  ", "anthropic.claude\n", "a b", "x" * 2049, None, 7])
+def test_bad_model_ids_are_refused_at_construction(model_id: Any) -> None:
+    with pytest.raises(ValueError, match="model_id"):
+        tokens.BedrockConverseStream(model_id)
+
+
+def test_max_seconds_bounds_a_stream_that_keeps_trickling(bedrock: FakeBedrock) -> None:
+    """The read timeout bounds one read; ``max_seconds`` bounds the whole stream."""
+    bedrock.messages = answer("first", "second", "third")
+    bedrock.pause_after = 2  # messageStart, "first"; then holds the rest until released
+    timer = threading.Timer(0.6, bedrock.release.set)
+    timer.start()
+    try:
+        stream = tokens.BedrockConverseStream(MODEL, client=client(bedrock), max_seconds=0.3).stream("x")
+        assert next(stream) == "first"
+        with pytest.raises(tokens.TokenSourceError) as raised:
+            next(stream)
+    finally:
+        timer.cancel()
+    assert raised.value.error_type == "ModelTimeoutException" and raised.value.retryable
+    assert core.public_error(raised.value)["message"] == "the model did not finish within 0.3 s"
+    with pytest.raises(ValueError, match="max_seconds"):
+        tokens.BedrockConverseStream(MODEL, max_seconds=0)
 
 
 # -- offline tokens -----------------------------------------------------------------------------------------
@@ -325,6 +385,13 @@ def test_offline_delay_paces_tokens() -> None:
     started = time.monotonic()
     assert list(source.stream("x")) == ["a ", "b ", "c ", "d ", "e"]
     assert time.monotonic() - started >= 0.08  # four delays (none before the first token)
+
+
+@pytest.mark.parametrize("prompt", [None, 5, {"text": "x"}])
+def test_offline_tokens_refuse_a_prompt_that_is_not_text(prompt: Any) -> None:
+    with pytest.raises(tokens.TokenSourceError) as raised:
+        next(tokens.OfflineTokens().stream(prompt))
+    assert raised.value.error_type == "ValidationException"
 
 
 def test_offline_source_validates_its_arguments() -> None:

@@ -63,11 +63,15 @@ class Posts:
     attempts: int = 0
     gone_after: int | None = None
     throttle: int = 0
+    delay: float = 0.0  # how long each call takes (a slow management API)
+    starts: list[float] = field(default_factory=list)  # time.monotonic() of each call
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, data: bytes, connection_id: str) -> None:
         with self.lock:
+            self.starts.append(time.monotonic())
             self.attempts += 1
+            time.sleep(self.delay)
             if self.throttle > 0:
                 self.throttle -= 1
                 raise _Throttled()
@@ -197,6 +201,20 @@ def test_disconnect_deletes_the_row(env: Env) -> None:
     assert env.row() is None
 
 
+def test_a_second_connect_for_a_stored_id_cannot_replace_its_principal(env: Env) -> None:
+    assert websocket.handler(ws_event("$connect", authorizer={"principalId": "alice"}), Context()) == {
+        "statusCode": 200
+    }
+    replayed = ws_event("$connect", authorizer={"principalId": "mallory", "role": "admin"})
+    assert websocket.handler(replayed, Context()) == {"statusCode": 500}
+    row = env.row()
+    assert row is not None and row["principalId"] == {"S": "alice"} and "authorizer" not in row
+    # after $disconnect the id may be stored again
+    websocket.handler(ws_event("$disconnect"), Context())
+    assert websocket.handler(ws_event("$connect", authorizer={"principalId": "bob"}), Context()) == {"statusCode": 200}
+    assert env.row()["principalId"] == {"S": "bob"}  # type: ignore[index]
+
+
 def test_connect_is_refused_when_the_connection_cannot_be_stored(env: Env) -> None:
     env.monkeypatch.setenv("STREAMING_CONNECTIONS_TABLE", "no-such-table")
     assert websocket.handler(ws_event("$connect"), Context()) == {"statusCode": 500}
@@ -272,6 +290,25 @@ def test_a_huge_chunk_is_split_into_messages_under_api_gateway_limits(env: Env, 
     assert max(sizes) <= limit <= websocket.MAX_FRAME_BYTES
     assert all(json.loads(data) for _, data in env.posts.messages)
     assert env.posts.text() == huge
+
+
+def test_a_huge_chunk_is_posted_without_holding_all_its_messages(env: Env) -> None:
+    """A 16 MiB item: every message used to be built before the first was posted (two more copies of the item)."""
+    import tracemalloc
+
+    size = 16 << 20
+    posted: list[int] = []
+    env.monkeypatch.setattr(websocket._Connection, "post", lambda self, data: posted.append(len(data)))
+    env.use(lambda event, context: iter(["y" * size]))
+    tracemalloc.start()
+    try:
+        assert websocket.handler(stream_event(), Context()) == {"statusCode": 200}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sum(posted) > size and max(posted) <= websocket.DEFAULT_FRAME_BYTES
+    # the item, its UTF-8 bytes (core) and its decoded text (the driver): about 3 copies, not 5
+    assert peak < 3.5 * size, f"peak {peak / size:.2f} x the item"
 
 
 def test_buffered_text_is_posted_after_frame_ms_even_while_the_generator_blocks(env: Env) -> None:
@@ -375,9 +412,32 @@ def test_an_unloadable_handler_is_an_error_frame(env: Env) -> None:
         {
             "type": "error",
             "errorType": "Runtime.ImportModuleError",
-            "message": "Unable to import module 'no_such_module_for_ws': No module named 'no_such_module_for_ws'",
+            "message": "the streaming handler could not be loaded",
         }
     ]
+
+
+def test_a_module_that_raises_while_imported_still_ends_the_stream_without_its_secrets(
+    env: Env, tmp_path: Path
+) -> None:
+    """Any import-time failure (not only ImportError) gets the client an error frame; its text stays in the log."""
+    (tmp_path / "ws_raising_at_import.py").write_text("raise KeyError('DB_PASSWORD=hunter2 is missing')\n")
+    env.monkeypatch.syspath_prepend(str(tmp_path))
+    env.monkeypatch.setenv("STREAMING_HANDLER", "ws_raising_at_import.handler")
+    websocket._reset()
+    assert websocket.handler(stream_event(), Context()) == {"statusCode": 500}
+    assert env.posts.frames() == [
+        {
+            "type": "error",
+            "errorType": "Runtime.ImportModuleError",
+            "message": "the streaming handler could not be loaded",
+        }
+    ]
+    (tmp_path / "ws_syntax_error.py").write_text("def handler(:\n    password = 'hunter2'\n")
+    env.monkeypatch.setenv("STREAMING_HANDLER", "ws_syntax_error.handler")
+    assert websocket.handler(stream_event(), Context()) == {"statusCode": 500}
+    assert env.posts.frames()[-1]["errorType"] == "Runtime.UserCodeSyntaxError"
+    assert "hunter2" not in json.dumps(env.posts.frames())
 
 
 def test_a_bad_yield_is_an_error_frame(env: Env) -> None:
@@ -429,6 +489,62 @@ def test_the_stream_stops_with_an_error_frame_before_the_function_times_out(env:
     assert answer == {"statusCode": 504}
     assert time.monotonic() - started < 1.5
     assert env.posts.frames()[-1]["errorType"] == "StreamTimeout"
+    assert wait_for(closed.is_set, timeout=5)
+
+
+def test_text_produced_before_the_deadline_goes_out_before_the_timeout_frame(env: Env) -> None:
+    """At the deadline the buffered text (held here by a long frame setting) was dropped; now it is posted."""
+    env.monkeypatch.setenv("STREAMING_FRAME_MS", "5000")
+    yielded: list[str] = []
+    closed = threading.Event()
+
+    def handler(event: Any, context: Any) -> Iterator[str]:
+        try:
+            while True:  # a model that never stops, a token every 10 ms
+                yielded.append("x")
+                yield "x"
+                time.sleep(0.01)
+        finally:
+            closed.set()
+
+    env.use(handler)
+    answer = websocket.handler(stream_event(), Context(timeout_ms=2000))
+    assert answer == {"statusCode": 504}
+    frames = env.posts.frames()
+    assert frames[-1] == {
+        "type": "error",
+        "errorType": "StreamTimeout",
+        "message": "the stream stopped before the function's timeout",
+    }
+    text = "".join(frame["data"] for frame in frames[:-1])
+    assert wait_for(closed.is_set, timeout=5)
+    # everything yielded reached the client, but for the one item the generator may have had in hand when stopped
+    assert set(text) == {"x"} and len(yielded) - 1 <= len(text) <= len(yielded)
+
+
+def test_a_throttling_storm_never_holds_the_stream_past_the_functions_timeout(env: Env) -> None:
+    """Retries stop at the stream's deadline; the final message's retries stop 0.5 s before the timeout."""
+    env.monkeypatch.setattr(websocket, "POST_BACKOFF_SECONDS", 0.05)
+    env.posts.throttle = 10**6
+    env.posts.delay = 0.3
+    closed = threading.Event()
+
+    def handler(event: Any, context: Any) -> Iterator[str]:
+        try:
+            while True:
+                yield "."
+                time.sleep(0.01)
+        finally:
+            closed.set()
+
+    env.use(handler)
+    started = time.monotonic()
+    answer = websocket.handler(stream_event(), Context(timeout_ms=2000, started=started))
+    elapsed = time.monotonic() - started
+    assert answer["statusCode"] in (502, 504)
+    last_start = max(env.posts.starts) - started
+    assert last_start < 2.0 - websocket.FINAL_MARGIN_SECONDS, f"a post started {last_start:.2f} s into a 2 s function"
+    assert elapsed < 2.0, f"the driver returned after {elapsed:.2f} s of a 2 s function"
     assert wait_for(closed.is_set, timeout=5)
 
 
@@ -503,6 +619,49 @@ def test_malformed_self_invoked_events_are_refused(env: Env, payload: Any) -> No
     answer = websocket.handler({"serverlessStreaming": payload}, Context())
     assert answer["statusCode"] == 400
     assert env.posts.messages == []
+
+
+def test_a_self_invoked_event_streams_only_to_the_connection_its_route_event_names(env: Env) -> None:
+    """A forged self-invoke may not aim the stream at another connection, nor at an endpoint of its choosing."""
+    env.use(lambda event, context: iter(["secret for the victim?"]))
+    attacker = stream_event(connection="attacker")
+    endpoint = f"https://{DOMAIN}/prod"
+    forged = [
+        {"connectionId": "victim", "endpoint": endpoint, "event": attacker},
+        {"connectionId": "attacker", "endpoint": "https://collector.example.com/prod", "event": attacker},
+        {"connectionId": "attacker", "endpoint": None, "event": attacker},
+        {"connectionId": "victim", "endpoint": endpoint, "event": {"body": attacker["body"]}},
+    ]
+    for payload in forged:
+        assert websocket.handler({"serverlessStreaming": payload}, Context())["statusCode"] == 400
+    assert env.posts.messages == []
+    genuine = {"connectionId": "attacker", "endpoint": endpoint, "event": attacker}
+    assert websocket.handler({"serverlessStreaming": genuine}, Context()) == {"statusCode": 200}
+    assert {cid for cid, _ in env.posts.messages} == {"attacker"}
+
+
+@pytest.mark.parametrize("mode", ["inline", "async"])
+def test_a_client_cannot_smuggle_a_self_invoke_through_the_api(env: Env, mode: str) -> None:
+    """A message body (or a route event) carrying ``serverlessStreaming`` streams to the sender's own connection."""
+    env.monkeypatch.setenv(websocket.ENV_DISPATCH, mode)
+    env.use(lambda event, context: iter(["only for the sender"]))
+    fake = FakeLambda()
+    websocket._clients[("lambda", None)] = fake
+    smuggled = {"connectionId": "victim", "endpoint": f"https://{DOMAIN}/prod", "event": stream_event("victim")}
+    bodies = [
+        json.dumps({"serverlessStreaming": smuggled}),
+        json.dumps({"action": "stream", "serverlessStreaming": smuggled}),
+    ]
+    for body in bodies:
+        websocket.handler(ws_event("stream", body, connection="attacker"), Context())
+    # a route event that somehow carries the key at the top level is still a route event
+    event = {**stream_event("attacker"), "serverlessStreaming": smuggled}
+    websocket.handler(event, Context())
+    for call in fake.calls:  # async mode: replay the self-invokes the driver made
+        payload = json.loads(call["Payload"])
+        assert payload["serverlessStreaming"]["connectionId"] == "attacker"
+        websocket.handler(payload, Context())
+    assert env.posts.messages and {cid for cid, _ in env.posts.messages} == {"attacker"}
 
 
 # -- bad input ----------------------------------------------------------------------------------------------
@@ -637,13 +796,15 @@ def test_an_unreachable_endpoint_is_retried_a_bounded_number_of_times(env: Env) 
             closed.set()
 
     env.use(handler)
-    endpoint = f"http://127.0.0.1:{free_port()}/prod"  # nothing listens there
+    domain = f"127.0.0.1:{free_port()}"  # nothing listens there
+    event = ws_event("stream", json.dumps({"action": "stream"}), domainName=domain)
+    endpoint = websocket.management_endpoint(event["requestContext"])
+    assert endpoint == f"http://{domain}/prod"
     sends: list[Any] = []
     client = websocket._client("apigatewaymanagementapi", endpoint)
     client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", lambda **kw: sends.append(1))
-    payload = {"connectionId": "conn-1", "endpoint": endpoint, "event": stream_event()}
     started = time.monotonic()
-    assert websocket.handler({"serverlessStreaming": payload}, Context()) == {"statusCode": 502}
+    assert websocket.handler(event, Context()) == {"statusCode": 502}
     assert time.monotonic() - started < websocket.POST_BUDGET_SECONDS
     assert closed.is_set()
     assert len(sends) == websocket.POST_ATTEMPTS  # our loop's calls; botocore's own retries are off

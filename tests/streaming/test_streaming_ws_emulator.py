@@ -306,12 +306,19 @@ def test_the_closed_socket_is_gone_for_the_management_api(stack: Stack) -> None:
         cid = stack.connection_id()
     with pytest.raises(ConnectionClosed):
         client.recv(timeout=1)
+    request_context = {
+        "connectionId": cid,
+        "routeKey": "stream",
+        "eventType": "MESSAGE",
+        "domainName": f"localhost:{stack.door.port}",
+        "stage": "live",
+    }
     event = {
         "serverlessStreaming": {
             "connectionId": cid,
-            "endpoint": websocket.management_endpoint({"domainName": f"localhost:{stack.door.port}", "stage": "live"}),
+            "endpoint": websocket.management_endpoint(request_context),
             "event": {
-                "requestContext": {"connectionId": cid, "routeKey": "stream"},
+                "requestContext": request_context,
                 "body": json.dumps({"action": "stream", "prompt": "x", "count": 5}),
             },
         }

@@ -123,7 +123,7 @@ class Event(_Frozen):
         data: the event's data; newlines (LF, CR or CRLF) split it into several ``data:`` lines, which the
             browser joins back with LF.
         event: the event type (``event:`` field; no CR/LF). Default none (the browser's ``message``).
-        id: the event id (``id:`` field; no CR, LF or NUL). Default none.
+        id: the event id (``id:`` field; no CR or LF; an id with NUL is dropped, as browsers drop it). Default none.
         retry_ms: the reconnection time in milliseconds (``retry:`` field, a non-negative int). Default none.
     """
 
@@ -375,14 +375,17 @@ def sse_frame(item: Event | str | bytes) -> bytes:
 
     ``str`` and ``bytes`` are the data of a plain ``message`` event. Data is split on CRLF, CR and LF into
     one ``data:`` line each (so no data can inject fields or end the event early); the browser joins them
-    with LF. ``event`` and ``id`` may not contain CR/LF (``id`` nor NUL): ``ValueError``.
+    with LF. ``event`` and ``id`` may not contain CR/LF: ``ValueError``. An ``id`` containing NUL is dropped
+    (the WHATWG parser ignores such an id line; the event itself is sent).
     """
     if isinstance(item, Event):
         head = b""
         if item.event is not None:
             head += b"event: " + _field_value("event", item.event, "\r\n").encode("utf-8") + b"\n"
-        if item.id is not None:
-            head += b"id: " + _field_value("id", item.id, "\r\n\0").encode("utf-8") + b"\n"
+        # an id with NUL is dropped, as the WHATWG parser drops it (a browser would ignore the line anyway);
+        # failing the whole stream for it would lose the events that follow
+        if item.id is not None and "\0" not in item.id:
+            head += b"id: " + _field_value("id", item.id, "\r\n").encode("utf-8") + b"\n"
         if item.retry_ms is not None:
             if isinstance(item.retry_ms, bool) or not isinstance(item.retry_ms, int) or item.retry_ms < 0:
                 raise ValueError(f"the SSE retry field must be a non-negative int, got {item.retry_ms!r}")

@@ -5,7 +5,8 @@ A streamed answer to an API Gateway REST proxy event or a function URL event sta
 NUL bytes, all within the first 16 KB; the POST's content type is
 ``application/vnd.awslambda.http-integration-response``. API Gateway answers 500 to its client when the
 prelude is missing or malformed, so it is validated here, before anything is sent: status 100-599, header
-names HTTP tokens, header values and cookies strings without CR, LF or NUL. A header value given as a list
+names HTTP tokens, header values and cookies strings without control characters (CR, LF, NUL, ...; HTAB is
+allowed, as RFC 9110 allows it). A header value given as a list
 or tuple goes to ``multiValueHeaders`` (which wins over ``headers`` for the same name in API Gateway).
 
 The content type of the body (``content-type`` header) is added when the handler's :class:`Response` sets
@@ -30,6 +31,9 @@ __all__ = ["DELIMITER", "HTTP_INTEGRATION_CONTENT_TYPE", "MAX_PRELUDE_BYTES", "i
 DELIMITER = b"\x00" * 8
 #: Prelude and delimiter must arrive within the first 16 KB of the stream.
 MAX_PRELUDE_BYTES = 16 * 1024
+#: RFC 9110 field values: no control characters but HTAB (CR, LF and NUL split or end a header; the rest are
+#: refused by HTTP stacks, so API Gateway would answer its client 500 for a prelude that "succeeded").
+_CTL = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t"}
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -48,8 +52,8 @@ def is_http_event(event: Any) -> bool:
 def _value(kind: str, name: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{kind} {name!r} must be a str, not {type(value).__name__}")
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError(f"{kind} {name!r} contains CR, LF or NUL")
+    if not _CTL.isdisjoint(value):
+        raise ValueError(f"{kind} {name!r} contains CR, LF, NUL or another control character")
     return value
 
 

@@ -34,6 +34,10 @@ clients do, byte for byte as the Lambda docs' response-streaming section describ
   ``{"errorMessage", "errorType", "stackTrace"}``, both together under 3 KB: the stack trace, then the
   message, are cut to fit), and in SSE mode an in-band ``event: error`` first (``core.public_error``:
   the class name and a safe message, no stack trace).
+- Deadline: a stream still running ``DEADLINE_MARGIN`` (0.5 s) before the invocation's deadline is ended by
+  the runtime with a ``StreamTimeout`` error (in-band ``event: error`` in SSE mode, and the trailers), so a
+  client can tell a timeout from a cut connection; in SSE keep-alive mode this works while the handler is
+  blocked too (its thread is left to stop at its next ``yield``).
 - A dead answer (the Runtime API answered 400/413 mid-body, or closed or reset the connection) stops the
   stream: the user's generator is closed (``GeneratorExit`` in its code) and the error logged; the next
   ``/next`` goes on a new connection. A server that closes the connection after its 202 is handled the
@@ -55,6 +59,7 @@ from .core import (
     Event,
     HandlerLoadError,
     Response,
+    StreamError,
     StreamOptions,
     iterate,
     load_handler,
@@ -77,6 +82,9 @@ ANSWER_TIMEOUT = 30.0
 #: How many items the producer thread (SSE keep-alive mode) may be ahead of the writer.
 QUEUE_DEPTH = 8
 KEEP_ALIVE_FRAME = b": keep-alive\n\n"
+#: A stream still running this close to the invocation's deadline is ended by the runtime (an in-band
+#: ``StreamTimeout`` error in SSE mode, the error trailers) rather than cut by Lambda's timeout.
+DEADLINE_MARGIN = 0.5
 DONE_FRAME = sse_frame(Event(data="", event="done"))
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ERROR_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -84,6 +92,13 @@ _ERROR_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 
 class RuntimeApiError(Exception):
     """The Runtime API answered with something unreadable, or is gone."""
+
+
+class StreamTimeout(StreamError):
+    """The stream was still running :data:`DEADLINE_MARGIN` before the invocation's deadline."""
+
+    def __init__(self) -> None:
+        super().__init__("the stream stopped before the function's timeout", "StreamTimeout")
 
 
 # -- the Runtime API connection --------------------------------------------------------------------
@@ -140,17 +155,36 @@ class Connection:
         return self.sock is not None and not self._usable(self.sock)
 
     def send(self, parts: Sequence[bytes], timeout: float | None) -> None:
-        """Writes ``parts`` in one system call where possible (no copy of large chunks)."""
+        """Writes ``parts`` in one system call where possible, never copying them.
+
+        A partial send (the rule for a large chunk) goes on from where it stopped through memoryviews: joining
+        the parts to send the rest would hold a large chunk three times (chunk, joined copy, sliced copy), so a
+        40 MB item would cost 120 MB on a 128 MB function.
+        """
         sock = self.open()
         sock.settimeout(timeout)
-        total = sum(len(p) for p in parts)
         sent = sock.sendmsg(parts) if len(parts) > 1 else sock.send(parts[0])
-        if sent < total:
-            rest = b"".join(parts)[sent:] if len(parts) > 1 else memoryview(parts[0])[sent:]
-            sock.sendall(rest)
+        for part in parts:
+            if sent >= len(part):
+                sent -= len(part)
+                continue
+            sock.sendall(memoryview(part)[sent:])
+            sent = 0
 
     def read_answer(self, timeout: float | None) -> tuple[int, dict[str, str], bytes]:
-        """Reads one HTTP answer: status, lower-cased headers, body (Content-Length, chunked or to EOF)."""
+        """Reads one HTTP answer: status, lower-cased headers, body (Content-Length, chunked or to EOF).
+
+        An answer that cannot be parsed (a bad chunk size or Content-Length) is a :class:`RuntimeApiError`,
+        as a closed connection is, so every caller's error handling covers it (it was a bare ``ValueError``
+        that crashed the runtime with a traceback, even from the ``/error`` path).
+        """
+        try:
+            return self._read_answer(timeout)
+        except ValueError as exc:
+            self.close()
+            raise RuntimeApiError(f"unreadable answer from the Runtime API: {exc}") from exc
+
+    def _read_answer(self, timeout: float | None) -> tuple[int, dict[str, str], bytes]:
         if self.sock is None or self._rfile is None:
             raise RuntimeApiError("no connection to read an answer from")
         self.sock.settimeout(timeout)
@@ -173,16 +207,23 @@ class Connection:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body = bytearray()
             while True:
-                size = int(rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+                size = int(rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+                if size < 0:
+                    raise ValueError(f"negative chunk size {size}")
                 if size == 0:
                     while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                body += rfile.read(size)
+                piece = rfile.read(size)
+                if len(piece) < size:
+                    raise RuntimeApiError("the Runtime API closed the connection in the body")
+                body += piece
                 rfile.readline(3)
             data = bytes(body)
         elif "content-length" in headers:
             length = int(headers["content-length"])
+            if length < 0:
+                raise ValueError(f"negative Content-Length {length}")
             data = rfile.read(length)
             if len(data) < length:
                 raise RuntimeApiError("the Runtime API closed the connection in the body")
@@ -389,11 +430,19 @@ def error_document(exc: BaseException, *, with_stack: bool = True) -> dict[str, 
 
 
 def trailer_error_type(error_type: str) -> str:
-    """``Function.<Name>`` (Lambda's ``Category.Reason`` form); ``Function.Unhandled`` for other names."""
-    if error_type.startswith(("Runtime.", "Function.")):
-        return error_type
-    if 0 < len(error_type) <= 100 and error_type[0].isupper() and set(error_type) <= _ERROR_TYPE_CHARS:
-        return f"Function.{error_type}"
+    """``Function.<Name>`` (Lambda's ``Category.Reason`` form); ``Function.Unhandled`` for other names.
+
+    A type that already has the ``Runtime.`` / ``Function.`` category is kept only when its reason has the same
+    form (``[A-Z][a-zA-Z]*``, at most 100 letters): the value is written into a header and a trailer, so a
+    class name with CR/LF (``type()`` accepts any str) or one of 3 KB must not pass through as it is.
+    """
+    category, dot, reason = error_type.partition(".")
+    if dot and category in ("Runtime", "Function"):
+        name = reason
+    else:
+        category, name = "Function", error_type
+    if 0 < len(name) <= 100 and name[0].isupper() and set(name) <= _ERROR_TYPE_CHARS:
+        return f"{category}.{name}"
     return "Function.Unhandled"
 
 
@@ -675,13 +724,25 @@ class Runtime:
         prelude_due = http
         last_write = time.monotonic()
         error: BaseException | None = None
+        # Lambda kills the environment at the deadline, mid-stream: no error event, no trailers, and an SSE client
+        # cannot tell a timeout from a dropped connection (EventSource reconnects: one more model call). The
+        # runtime ends the stream itself just before, between items (and, with the producer thread, while the
+        # handler is blocked); a handler blocked on the writer's own thread is still cut by Lambda.
+        cutoff = deadline_ms / 1000 - DEADLINE_MARGIN if deadline_ms > 0 else None
+        timed_out = False
         try:
             while True:
+                if cutoff is not None and time.time() >= cutoff:
+                    error, timed_out = StreamTimeout(), True
+                    break
                 # keep-alives only once the handler's first item went out: until then it may still yield
                 # the Response that sets the status and headers (the prelude goes out once)
                 wait = None
                 if keep_alive is not None and writer.started:
                     wait = max(keep_alive - (time.monotonic() - last_write), 0.0)
+                if cutoff is not None and isinstance(source, _Producer):
+                    left = max(cutoff - time.time(), 0.0)
+                    wait = left if wait is None else min(wait, left)
                 kind, value = source.get(wait)
                 if kind == "end":
                     break
@@ -689,6 +750,10 @@ class Runtime:
                     error = value
                     break
                 if kind == "idle":
+                    if cutoff is not None and time.time() >= cutoff:
+                        continue  # the deadline, not silence: the loop's top ends the stream
+                    if keep_alive is None or not writer.started:
+                        continue
                     data = KEEP_ALIVE_FRAME
                 elif isinstance(value, Response):
                     if http:
@@ -715,7 +780,8 @@ class Runtime:
         except BaseException as exc:  # prelude validation, an Event without SSE
             error = exc
         finally:
-            remaining = max(deadline_ms / 1000 - time.time(), 1.0)
+            # out of time: do not wait for a blocked handler (it stops at its next yield, on its own thread)
+            remaining = 0.05 if timed_out else max(deadline_ms / 1000 - time.time(), 1.0)
             try:
                 source.close(remaining)
             except _CloseError as exc:
@@ -807,6 +873,17 @@ def main() -> int:
         return 1
     _bootstrap_path()
     logs = Logs()
+    # the package targets 3.11+, but Lambda still runs python3.9 functions: there every invocation would fail with
+    # a puzzling TypeError (X | Y in isinstance), so say why at init
+    if sys.version_info < (3, 10):  # noqa: UP036
+        error = {
+            "errorMessage": f"serverless_streaming needs Python 3.10 or later, not {sys.version.split()[0]}",
+            "errorType": "Runtime.UnsupportedRuntime",
+            "stackTrace": [],
+        }
+        logs.error(error)
+        _post_init_error(address, error)
+        return 1
     spec = os.environ.get(contract.ENV_HANDLER_VARIABLE, "")
     try:
         handler = load_handler(spec)

@@ -23,9 +23,12 @@ so a handler is a few lines whatever the model::
   ``internalServerException``, ``serviceUnavailableException``) and a refused request (``ClientError``:
   ``AccessDeniedException``, ``ResourceNotFoundException``, ``ThrottlingException`` ...) are raised as
   :class:`TokenSourceError`, a ``core.StreamError``: its type names Bedrock's error and its message is safe to
-  show (Bedrock's own message, at most 500 characters), so the HTTP runtime's ``event: error`` and the
-  WebSocket driver's error frame tell the client what happened. When the consumer stops early (the client
-  is gone), closing the generator closes the HTTP response, so Bedrock stops generating (and billing).
+  show (Bedrock's own message, at most 500 characters, with ARNs and account ids replaced: an
+  ``AccessDeniedException`` names the function's role, session and account), so the HTTP runtime's
+  ``event: error`` and the WebSocket driver's error frame tell the client what happened. When the consumer stops
+  early (the client is gone), closing the generator closes the HTTP response, so Bedrock stops generating (and
+  billing). Prompts are checked before any call; ``max_seconds`` bounds a whole stream (the read timeout bounds
+  one read).
 - :func:`from_environment`: ``STREAMING_TOKEN_SOURCE`` (``bedrock`` or ``offline``, default ``offline``) and
   ``STREAMING_MODEL_ID`` (the model or inference profile id; required for ``bedrock``);
   ``STREAMING_OFFLINE_DELAY_MS`` sets the offline source's delay per token.
@@ -83,6 +86,10 @@ _WORDS = (
     "steady",
 )
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
+#: What Bedrock's messages may name that a client must not see: ARNs (the function's role and session, the
+#: account) and bare account ids (``User: arn:aws:sts::123456789012:assumed-role/...`` in AccessDenied).
+_ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s\"',;]*")
+_ACCOUNT_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
 @runtime_checkable
@@ -142,7 +149,13 @@ class OfflineTokens:
         return prefix + [word + " " for word in words[:-1]] + words[-1:]
 
     def stream(self, prompt: str, *, system: str | None = None, max_tokens: int | None = None) -> Iterator[str]:
-        """Yields the tokens for ``prompt`` (``system`` is ignored), at most ``max_tokens`` of them."""
+        """Yields the tokens for ``prompt`` (``system`` is ignored), at most ``max_tokens`` of them.
+
+        A prompt that is not text (``None`` from a request without one) is a ``ValidationException``
+        :class:`TokenSourceError`, as for Bedrock (it was an ``AttributeError``, after seeding from ``None``).
+        """
+        if not isinstance(prompt, str):
+            raise TokenSourceError("the prompt must be text", "ValidationException")
         tokens = self.tokens_for(prompt)
         if max_tokens is not None:
             tokens = tokens[: max(0, max_tokens)]
@@ -177,11 +190,16 @@ def _error_type(name: str) -> str:
     return name[:1].upper() + name[1:] if name else "TokenSourceError"
 
 
+def _shown(text: str) -> str:
+    """Bedrock's message as a client may see it: ARNs and account ids replaced, at most 500 characters."""
+    return _ACCOUNT_ID.sub("<account>", _ARN.sub("<arn>", text))[:MAX_ERROR_TEXT]
+
+
 def _client_error(error: Any) -> TokenSourceError:
     response = getattr(error, "response", None) or {}
     details = response.get("Error", {}) if isinstance(response, Mapping) else {}
     code = str(details.get("Code") or type(error).__name__)
-    message = str(details.get("Message") or "")[:MAX_ERROR_TEXT]
+    message = _shown(str(details.get("Message") or ""))
     return TokenSourceError(
         f"the model stream failed: {message}" if message else "the model stream failed",
         _error_type(code),
@@ -193,10 +211,18 @@ class BedrockConverseStream:
     """Amazon Bedrock ``ConverseStream`` as a :class:`TokenSource`.
 
     Args:
-        model_id: the model id, inference profile id or ARN (``modelId``).
+        model_id: the model id, inference profile id or ARN (``modelId``; no whitespace, at most 2048 characters).
         client: a ``bedrock-runtime`` client. Default: one made here (connect 5 s, read 60 s, 3 calls).
         max_tokens: ``inferenceConfig.maxTokens`` when :meth:`stream` is given none. Default 1024.
         temperature: ``inferenceConfig.temperature``. Default none (the model's).
+        max_seconds: the longest a whole stream may take: past it, the next event ends the stream with a
+            ``ModelTimeoutException`` :class:`TokenSourceError`. The client's read timeout bounds each read, this
+            bounds a model that keeps trickling; a stall within one read still lasts up to that read timeout.
+            Default none (the function's timeout is the bound).
+
+    A prompt (and a system prompt) must be non-empty text: anything else (``None``, a number, blank text, as a
+    client's request may carry) is a ``ValidationException`` :class:`TokenSourceError` with a message safe to
+    show, raised before any call to Bedrock.
     """
 
     def __init__(
@@ -206,14 +232,23 @@ class BedrockConverseStream:
         client: Any = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float | None = None,
+        max_seconds: float | None = None,
     ) -> None:
-        if not isinstance(model_id, str) or not model_id.strip():
-            raise ValueError("model_id must be a non-empty model or inference profile id")
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens!r}")
+        if (
+            not isinstance(model_id, str)
+            or not model_id.strip()
+            or len(model_id) > 2048
+            or any(c.isspace() or not c.isprintable() for c in model_id)
+        ):
+            raise ValueError(f"model_id must be a model or inference profile id or ARN, got {model_id!r:.100}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive or None, got {max_seconds!r}")
         self.model_id = model_id
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.max_seconds = max_seconds
         self._client = client
         #: After a stream: ``messageStop.stopReason`` (``end_turn``, ``max_tokens``, ``guardrail_intervened`` ...).
         self.stop_reason: str | None = None
@@ -233,7 +268,15 @@ class BedrockConverseStream:
         return self._client
 
     def request(self, prompt: str, *, system: str | None = None, max_tokens: int | None = None) -> dict[str, Any]:
-        """The ``ConverseStream`` parameters for a prompt."""
+        """The ``ConverseStream`` parameters for a prompt (:class:`TokenSourceError` for an invalid one)."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise TokenSourceError("the prompt must be non-empty text", "ValidationException")
+        if system is not None and (not isinstance(system, str) or not system.strip()):
+            raise TokenSourceError("the system prompt must be non-empty text", "ValidationException")
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            raise TokenSourceError("max_tokens must be a positive integer", "ValidationException")
         inference: dict[str, Any] = {"maxTokens": max_tokens or self.max_tokens}
         if self.temperature is not None:
             inference["temperature"] = self.temperature
@@ -251,13 +294,21 @@ class BedrockConverseStream:
         from botocore.exceptions import ClientError
 
         self.stop_reason, self.usage, self.metrics = None, None, None
+        params = self.request(prompt, system=system, max_tokens=max_tokens)
+        deadline = None if self.max_seconds is None else time.monotonic() + self.max_seconds
         try:
-            response = self.client.converse_stream(**self.request(prompt, system=system, max_tokens=max_tokens))
+            response = self.client.converse_stream(**params)
         except ClientError as error:
             raise _client_error(error) from error
         events = response["stream"]
         try:
             for event in events:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TokenSourceError(
+                        f"the model did not finish within {self.max_seconds:g} s",
+                        "ModelTimeoutException",
+                        retryable=True,
+                    )
                 delta = event.get("contentBlockDelta")
                 if delta is not None:
                     text = delta.get("delta", {}).get("text")
@@ -275,7 +326,7 @@ class BedrockConverseStream:
                     continue
                 for name, retryable in STREAM_EXCEPTIONS.items():
                     if name in event:  # botocore raises these itself; kept for other clients' shapes
-                        detail = str((event[name] or {}).get("message") or "")[:MAX_ERROR_TEXT]
+                        detail = _shown(str((event[name] or {}).get("message") or ""))
                         raise TokenSourceError(
                             f"the model stream failed: {detail}", _error_type(name), retryable=retryable
                         )

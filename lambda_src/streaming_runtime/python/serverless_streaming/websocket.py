@@ -7,7 +7,9 @@ It routes by ``requestContext.eventType`` / ``routeKey``:
 - ``$connect`` (``CONNECT``): stores the connection in ``STREAMING_CONNECTIONS_TABLE`` (partition key
   ``connectionId``; ``connectedAt`` in epoch ms, ``expiresAt`` = connectedAt + 2 h, API Gateway's longest
   connection, as the table's TTL attribute; the authorizer's ``principalId`` and context as strings; the
-  API id, stage and domain name) and answers 200. A failed write answers 500, which refuses the connection.
+  API id, stage and domain name) and answers 200. The write is conditional (a connection id is stored once: a
+  second ``$connect`` for a stored id, replayed or forged, cannot replace its principal). A failed write answers
+  500, which refuses the connection.
 - ``$disconnect`` (``DISCONNECT``): deletes the row (API Gateway ignores the answer; failures are logged).
 - every message route (``MESSAGE``: the ``stream`` route, ``$default`` and any other route wired to this
   function): the body must be a JSON object with ``"action": "stream"``. ``$default`` is accepted so that
@@ -46,7 +48,10 @@ reaches the user's code at its next ``yield``), the connection's row is deleted,
 Any other post failure stops the stream the same way and is logged. A generator that does not
 yield again within 2 s of being stopped keeps its thread until it does (Python cannot interrupt it).
 Within 1.5 s of the function's timeout the stream stops with an error frame (``errorType``
-``StreamTimeout``) rather than being cut.
+``StreamTimeout``) rather than being cut, after the text the generator had already produced (buffered or
+queued: nothing it yielded is dropped); retries of throttled posts never run past that point either (the
+final message may be retried until 0.5 s before the timeout), so a throttling storm cannot hold the function
+until Lambda kills it.
 
 The endpoint (``management_endpoint``): when the environment sets ``AWS_ENDPOINT_URL`` (or the
 service-specific ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI``), boto3 picks it (the embedded emulator
@@ -65,9 +70,11 @@ avoid it, and the driver supports both:
 - ``STREAMING_WS_DISPATCH=async``: the route's invocation validates the request and invokes its own
   function (``context.invoked_function_arn``) with ``InvocationType=Event`` and the payload
   ``{"serverlessStreaming": {"connectionId": .., "endpoint": .., "event": <route event>}}``, then answers
-  200 at once; that invocation streams. The function needs ``lambda:InvokeFunction`` on itself, and its
-  asynchronous retries should be 0 (``EventInvokeConfig``): the driver never raises from a self-invoked
-  event, but a function timeout would otherwise replay a stream.
+  200 at once; that invocation streams. It streams only to the connection and endpoint its route event's
+  ``requestContext`` names (a payload that says otherwise is refused), and an event with a ``requestContext``
+  is always a route event: a client's message body is never a self-invoke. The function needs
+  ``lambda:InvokeFunction`` on itself, and its asynchronous retries should be 0 (``EventInvokeConfig``): the
+  driver never raises from a self-invoked event, but a function timeout would otherwise replay a stream.
 
 Standard library and boto3 (imported lazily: the driver's cold start pays for it only when it posts).
 """
@@ -135,6 +142,8 @@ POST_BACKOFF_SECONDS = 0.1
 POST_BACKOFF_CAP_SECONDS = 2.0
 #: Stop streaming this long before the function's timeout.
 TIMEOUT_MARGIN_SECONDS = 1.5
+#: The final message (done, error or StreamTimeout) is not retried later than this before the function's timeout.
+FINAL_MARGIN_SECONDS = 0.5
 #: How long the driver waits for the generator's thread to finish after stopping it.
 JOIN_SECONDS = 2.0
 #: Items the generator may run ahead of the poster.
@@ -163,6 +172,10 @@ class _Gone(Exception):
 
 class _PostFailed(Exception):
     """A post failed for good (not Gone); the stream stops."""
+
+
+class _OutOfTime(_PostFailed):
+    """A post (or its retry) would run past the stream's deadline; the stream stops as timed out."""
 
 
 # -- configuration and clients ------------------------------------------------------------------------------
@@ -253,10 +266,14 @@ def _split(text: str, limit: int, fields: Mapping[str, str] | None = None) -> li
     ``fields`` (an event's ``event`` / ``id``) go into every message; when they leave too little room under
     ``limit``, the limit becomes API Gateway's frame size (they are at most 128 characters each).
     """
+    return list(_iter_split(text, limit, fields))
+
+
+def _iter_split(text: str, limit: int, fields: Mapping[str, str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """:func:`_split`, one pair at a time: a huge chunk is posted without holding all its messages at once."""
     overhead = len(_chunk_message("", fields))
     if limit - overhead < MIN_FRAME_BYTES - CHUNK_OVERHEAD:
         limit = MAX_FRAME_BYTES
-    pieces: list[tuple[str, bytes]] = []
     budget = limit - overhead
     start = 0
     while start < len(text):
@@ -269,9 +286,8 @@ def _split(text: str, limit: int, fields: Mapping[str, str] | None = None) -> li
             data_size = len(message) - overhead
             # shrink in proportion (escapes and multi-byte characters cost more than one byte each)
             size = max(1, min(size - 1, size * budget // data_size))
-        pieces.append((piece, message))
+        yield piece, message
         start += size
-    return pieces
 
 
 def _event_fields(item: core.Event) -> dict[str, str]:
@@ -307,11 +323,18 @@ DONE_MESSAGE = _dumps({"type": "done"})
 
 
 # -- posting ------------------------------------------------------------------------------------------------
-def _post(client: Any, connection_id: str, data: bytes) -> None:
-    """Posts one message: bounded retries for throttling, 5xx and connection errors; ``_Gone`` at 410."""
+def _post(client: Any, connection_id: str, data: bytes, deadline: float | None = None) -> None:
+    """Posts one message: bounded retries for throttling, 5xx and connection errors; ``_Gone`` at 410.
+
+    ``deadline`` (``time.monotonic()``) bounds the retries as well as :data:`POST_BUDGET_SECONDS` does: no call
+    starts after it (:class:`_OutOfTime`), so a throttling storm near the end of the function's time cannot hold
+    the stream until Lambda kills the function, without its final message.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    deadline = time.monotonic() + POST_BUDGET_SECONDS
+    budget = time.monotonic() + POST_BUDGET_SECONDS
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _OutOfTime("the stream's time is up")
     attempt = 0
     while True:
         attempt += 1
@@ -327,7 +350,9 @@ def _post(client: Any, connection_id: str, data: bytes) -> None:
         except BotoCoreError as error:  # connection refused/reset, timeouts
             retryable, failure = True, error
         delay = min(POST_BACKOFF_CAP_SECONDS, POST_BACKOFF_SECONDS * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-        if not retryable or attempt >= POST_ATTEMPTS or time.monotonic() + delay > deadline:
+        if retryable and attempt < POST_ATTEMPTS and deadline is not None and time.monotonic() + delay >= deadline:
+            raise _OutOfTime(f"{type(failure).__name__}: {failure}") from failure
+        if not retryable or attempt >= POST_ATTEMPTS or time.monotonic() + delay > budget:
             raise _PostFailed(f"{type(failure).__name__}: {failure}") from failure
         time.sleep(delay)
 
@@ -339,10 +364,12 @@ class _Connection:
         self.connection_id = connection_id
         self.endpoint = endpoint
         self.posts = 0
+        #: No post starts after this ``time.monotonic()`` (None: no bound); see :func:`_post`.
+        self.deadline: float | None = None
 
     def post(self, data: bytes) -> None:
         self.posts += 1
-        _post(_client("apigatewaymanagementapi", self.endpoint), self.connection_id, data)
+        _post(_client("apigatewaymanagementapi", self.endpoint), self.connection_id, data, self.deadline)
 
     def try_post(self, data: bytes) -> bool:
         """Posts, logging instead of raising; False when it failed."""
@@ -392,7 +419,14 @@ def _store_connection(event: Mapping[str, Any], context: Mapping[str, Any]) -> N
         }
         if values:
             item["authorizer"] = {"M": values}
-    _client("dynamodb").put_item(TableName=table, Item=item)
+    # a connection id is connected once: a second $connect for it (a replayed or forged event) must not replace the
+    # principal and authorizer context stored for the live connection (ConditionalCheckFailed: refused, 500)
+    _client("dynamodb").put_item(
+        TableName=table,
+        Item=item,
+        ConditionExpression="attribute_not_exists(#id)",
+        ExpressionAttributeNames={"#id": CONNECTION_KEY},
+    )
 
 
 def _delete_connection(connection_id: str) -> None:
@@ -461,9 +495,16 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
     spec = os.environ.get(ENV_STREAMING_HANDLER, "")
     try:
         user_handler = _load(spec)
-    except core.HandlerLoadError as error:
-        logger.error("cannot load the streaming handler", extra={"handler": spec, "errorType": error.error_type})
-        connection.try_post(error_message(error.error_type, str(error)))
+    except Exception as error:  # not only HandlerLoadError: the module may raise anything while it is imported
+        # the type as Lambda's Python runtime names it; the details (paths, the module's own error text, which may
+        # hold configuration) go to the log only, as for any other failure of the user's code
+        error_type = error.error_type if isinstance(error, core.HandlerLoadError) else "Runtime.ImportModuleError"
+        logger.error(
+            "cannot load the streaming handler",
+            extra={"handler": spec, "errorType": error_type},
+            exc_info=error,
+        )
+        connection.try_post(error_message(error_type, "the streaming handler could not be loaded"))
         return {"statusCode": 500}
 
     limit = frame_bytes()
@@ -471,6 +512,8 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
     wait = frame_seconds()
     remaining = _remaining_seconds(context)
     deadline = None if remaining is None else time.monotonic() + remaining - TIMEOUT_MARGIN_SECONDS
+    final_deadline = None if remaining is None else time.monotonic() + remaining - FINAL_MARGIN_SECONDS
+    connection.deadline = deadline
 
     items = core.iterate(user_handler, event, context)
     out: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_ITEMS)
@@ -484,12 +527,19 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
     def flush(everything: bool) -> None:
         nonlocal buffer, buffered, oldest
         text = "".join(buffer)
-        pieces = _split(text, limit)
+        buffer = [text]  # one reference: the joined pieces can go now (a huge chunk is held once, not twice)
         keep = ""
-        if not everything and pieces and len(pieces[-1][1]) < limit:
-            keep = pieces.pop()[0]  # a size-triggered flush posts only full messages
-        for _, message in pieces:
-            connection.post(message)
+        last: tuple[str, bytes] | None = None  # one message behind: the last one may be kept, not posted
+        for pair in _iter_split(text, limit):
+            if last is not None:
+                connection.post(last[1])
+            last = pair
+        if last is not None:
+            if not everything and len(last[1]) < limit:
+                keep = last[0]  # a size-triggered flush posts only full messages
+            else:
+                connection.post(last[1])
+        del text
         buffer = [keep] if keep else []
         buffered = len(keep.encode("utf-8"))
         oldest = time.monotonic()
@@ -504,22 +554,36 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
         buffered += len(text.encode("utf-8"))
 
     outcome: tuple[str, Any] = ("timeout", None)
+    expired = False
     producer.start()
     try:
         while True:
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                outcome = ("timeout", None)
-                break
-            timeout = 1.0 if not buffer else max(0.0, oldest + wait - now)
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, deadline - now))
-            try:
-                kind, value = out.get(timeout=timeout) if timeout > 0 else out.get_nowait()
-            except queue.Empty:
-                if buffer:
-                    flush(True)
-                continue
+            if not expired and deadline is not None and now >= deadline:
+                # out of time: the generator stops, but what it already produced (the buffer and the queue, at most
+                # QUEUE_ITEMS + 1 items) still goes out before the StreamTimeout frame, until the final deadline
+                expired = True
+                stop.set()
+                connection.deadline = final_deadline
+            if expired:
+                try:
+                    kind, value = out.get_nowait()
+                except queue.Empty:
+                    add(decoder.decode(b"", final=True))
+                    if buffer:
+                        flush(True)
+                    outcome = ("timeout", None)
+                    break
+            else:
+                timeout = 1.0 if not buffer else max(0.0, oldest + wait - now)
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, deadline - now))
+                try:
+                    kind, value = out.get(timeout=timeout) if timeout > 0 else out.get_nowait()
+                except queue.Empty:
+                    if buffer and (deadline is None or time.monotonic() < deadline):
+                        flush(True)
+                    continue  # (at the deadline the expired branch above flushes, with the final deadline)
             if kind == _ITEM:
                 if isinstance(value, bytes):
                     add(decoder.decode(value))
@@ -530,15 +594,17 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
                     else:  # a named event: the text before it, then its own message(s)
                         if buffer:
                             flush(True)
-                        for _, message in _split(_clean(value.data), limit, fields) or [
-                            ("", _chunk_message("", fields))
-                        ]:
+                        posted = False
+                        for _, message in _iter_split(_clean(value.data), limit, fields):
                             connection.post(message)
+                            posted = True
+                        if not posted:  # an empty named event still arrives
+                            connection.post(_chunk_message("", fields))
                         continue
                 # a Response (status, headers) means nothing on a WebSocket: skipped
                 if buffered >= budget:
                     flush(False)
-                elif buffer and (wait <= 0 or time.monotonic() - oldest >= wait):
+                elif buffer and not expired and (wait <= 0 or time.monotonic() - oldest >= wait):
                     flush(True)
                 continue
             add(decoder.decode(b"", final=True))
@@ -552,6 +618,8 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
         logger.info("the client is gone; stream stopped", extra={"connectionId": connection.connection_id})
         _delete_connection(connection.connection_id)
         return {"statusCode": 410}
+    except _OutOfTime:  # posting (throttled, slow) used up the stream's time: end it as timed out
+        outcome = ("timeout", None)
     except _PostFailed as error:
         stop.set()
         producer.join(JOIN_SECONDS)
@@ -583,6 +651,7 @@ def _stream(event: Mapping[str, Any], connection: _Connection, context: Any) -> 
         logger.error("the stream ran out of time", extra={"connectionId": connection.connection_id})
         final = error_message("StreamTimeout", "the stream stopped before the function's timeout")
         status = 504
+    connection.deadline = final_deadline
     try:
         connection.post(final)
     except _Gone:
@@ -663,17 +732,29 @@ def _message(event: Mapping[str, Any], request_context: Mapping[str, Any], conte
 
 
 def _self_invoked(payload: Any, context: Any) -> dict[str, Any]:
+    """Streams a self-invoked event, to the connection and endpoint of the route event it carries.
+
+    The connection id and endpoint are taken from the carried route event's ``requestContext`` (as the route's
+    invocation took them), never from the payload alone: a payload whose ``connectionId`` or ``endpoint`` differs
+    from what its route event says is refused, so a forged event cannot aim a stream at another connection or
+    make the function post (signed with its role) to a URL of the sender's choosing.
+    """
     if not isinstance(payload, Mapping):
         logger.error("malformed self-invoked event")
         return _bad(400, "malformed self-invoked event")
     connection_id, endpoint, event = payload.get("connectionId"), payload.get("endpoint"), payload.get("event")
+    request_context = event.get("requestContext") if isinstance(event, Mapping) else None
     if (
         not isinstance(connection_id, str)
         or not connection_id
         or not (endpoint is None or isinstance(endpoint, str))
         or not isinstance(event, Mapping)
+        or not isinstance(request_context, Mapping)
     ):
         logger.error("malformed self-invoked event")
+        return _bad(400, "malformed self-invoked event")
+    if request_context.get("connectionId") != connection_id or management_endpoint(request_context) != endpoint:
+        logger.error("self-invoked event does not match its route event; refused")
         return _bad(400, "malformed self-invoked event")
     connection = _Connection(connection_id, endpoint)
     try:
@@ -691,7 +772,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     user's code an error frame and a 500 answer.
     """
     try:
-        if isinstance(event, Mapping) and SELF_INVOKE_KEY in event:
+        # an API Gateway route event always has a requestContext and never this key: one that has both is a route
+        # event (whatever else it carries), never a self-invoke
+        if isinstance(event, Mapping) and SELF_INVOKE_KEY in event and "requestContext" not in event:
             return _self_invoked(event[SELF_INVOKE_KEY], context)
         request_context = event.get("requestContext") if isinstance(event, Mapping) else None
         if not isinstance(request_context, Mapping) or not isinstance(request_context.get("connectionId"), str):

@@ -2,7 +2,10 @@
 
 - ``StreamingFunction`` running ``integ/functions/streaming_tokens/app.py`` (SSE, tokens from the
   offline source: no model access needed; set the context ``streaming_bedrock_model`` to a Bedrock
-  foundation-model ARN to stream from Bedrock instead);
+  foundation-model ARN to stream from Bedrock instead). The offline source answers at once; the context
+  ``streaming_offline_delay_ms`` (0 to 60000, default 0) makes it pause that long before each token but the
+  first (``STREAMING_OFFLINE_DELAY_MS``), as a model's pace: the demo and the emulator tests set it so that
+  streaming is visible;
 - ``StreamingRestApi`` on ``/stream`` with a sample TOKEN authorizer (``integ/functions/streaming_authorizer``):
   the bearer token is a demo secret that Secrets Manager generates;
 - ``StreamingFunctionUrl`` (IAM: callers sign with SigV4);
@@ -32,6 +35,27 @@ DESCRIPTION = "cdk-serverless-patterns: one Python generator streamed through RE
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 #: CDK context key: a Bedrock foundation-model ARN to stream from (default: the offline token source).
 BEDROCK_MODEL_CONTEXT = "streaming_bedrock_model"
+#: CDK context key: the offline token source's pause before each token, in milliseconds (default 0).
+OFFLINE_DELAY_CONTEXT = "streaming_offline_delay_ms"
+#: The variable the layer's offline token source reads (``serverless_streaming.tokens.ENV_OFFLINE_DELAY_MS``).
+OFFLINE_DELAY_VARIABLE = "STREAMING_OFFLINE_DELAY_MS"
+MAX_OFFLINE_DELAY_MS = 60000
+
+
+def offline_delay_ms(value: object) -> int:
+    """The context value of ``streaming_offline_delay_ms`` as whole milliseconds (0 when unset).
+
+    Raises ``ValueError`` naming the key for anything but a whole number from 0 to 60000.
+    """
+    if value is None or value == "":
+        return 0
+    text = str(value).strip()
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) > MAX_OFFLINE_DELAY_MS:
+        raise ValueError(
+            f"context {OFFLINE_DELAY_CONTEXT} must be a whole number of milliseconds from 0 to "
+            f"{MAX_OFFLINE_DELAY_MS}, got {value!r:.40}"
+        )
+    return int(text)
 
 
 class StreamingSampleStack(cdk.Stack):
@@ -40,6 +64,7 @@ class StreamingSampleStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str = STACK_ID, *, env: cdk.Environment | None = None) -> None:
         super().__init__(scope, id, env=env, description=DESCRIPTION)
         model = self.node.try_get_context(BEDROCK_MODEL_CONTEXT)
+        delay_ms = offline_delay_ms(self.node.try_get_context(OFFLINE_DELAY_CONTEXT))
         self.tokens = StreamingFunction(
             self,
             "Tokens",
@@ -49,6 +74,7 @@ class StreamingSampleStack(cdk.Stack):
             timeout=cdk.Duration.minutes(5),
             bedrock_models=[str(model)] if model else None,
             token_source=None if model else "offline",
+            environment={OFFLINE_DELAY_VARIABLE: str(delay_ms)} if delay_ms and not model else None,
         )
         self.demo_token = secretsmanager.Secret(
             self,

@@ -11,8 +11,11 @@ their own tests without an emulator.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import http.server
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -61,6 +64,7 @@ def _snapshot(run: demo.DemoRun) -> dict[str, Any]:
         "payload": json.loads(response["Payload"].read()),
     }
     state["tenancy"] = _tenancy_state(run)
+    state["streaming"] = _streaming_state(run)
     state["payments"] = {
         "charges": run.payments.charges,
         "health_down": run.payments.count("health", "down"),
@@ -84,6 +88,26 @@ def _tenancy_state(run: demo.DemoRun) -> dict[str, Any]:
     }
 
 
+def _streaming_state(run: demo.DemoRun) -> dict[str, Any]:
+    """The streaming sample after its scenarios: the function's invocations, connections left, the driver's state."""
+    from cdk_serverless_patterns.local.lambda_environment import wait_for
+
+    table = run.output(demo.STREAMING_STACK, "ConnectionsTableName")
+    driver = run.output(demo.STREAMING_STACK, "WebSocketDriverName")
+    assert run.cloud is not None and run.cloud._runner is not None
+    runner = run.cloud._runner
+
+    def connections() -> list[Any]:
+        return list(run.client("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"])
+
+    def driver_busy() -> list[str]:
+        return [i.state for i in runner.environments() if i.key[0] == driver and i.state in ("init", "busy")]
+
+    # $disconnect runs after the client closed: poll (to a deadline) for the table to empty, the driver to rest
+    wait_for(lambda: not connections() and not driver_busy(), timeout=30)
+    return {"invocations": demo.streaming_invocations(run), "connections": connections(), "driver_busy": driver_busy()}
+
+
 @pytest.fixture(scope="module")
 def demo_run() -> Iterator[tuple[int, dict[str, Any]]]:
     captured: dict[str, Any] = {}
@@ -97,7 +121,7 @@ def test_the_demo_exits_0_with_every_scenario_as_expected(demo_run: tuple[int, d
     code, state = demo_run
     outcomes = state["outcomes"]
     assert [(o.pattern, o.status) for o in outcomes if o.status != "ok"] == []
-    assert {o.pattern for o in outcomes} == {"callback", "circuit breaker", "tenancy"}
+    assert {o.pattern for o in outcomes} == {"callback", "circuit breaker", "tenancy", "streaming"}
     assert len(outcomes) == len(demo.SCENARIOS)
     assert code == 0
 
@@ -216,6 +240,34 @@ def test_tenancy_tenants_run_apart_and_forged_suspended_and_tenantless_calls_fai
     assert no_tenant["before"] == no_tenant["after"]
 
 
+@pytest.mark.slow
+def test_streaming_one_prompt_through_each_transport_and_refused_without_credentials(
+    demo_run: tuple[int, dict[str, Any]],
+) -> None:
+    _, state = demo_run
+    records, streaming = state["records"], state["streaming"]
+    answers = {t: records[f"streaming_{t}"] for t in ("rest", "function_url", "websocket")}
+    for transport, answer in answers.items():
+        # complete (the end marker arrived), and as many tokens arrived as the handler says it sent
+        assert answer["done"] is True and answer["error"] is None, transport
+        assert answer["summary"] == {"tokens": answer["tokens"]} and answer["tokens"] > 10, transport
+        assert answer["text"].startswith(f"You asked: {demo.STREAM_PROMPT}"), transport
+        # streamed, not buffered: the first token long before the end (the handler paces its tokens)
+        paced_ms = (answer["tokens"] - 1) * demo.DEMO_TOKEN_DELAY_MS
+        assert answer["totalMs"] - answer["ttfbMs"] >= paced_ms / 2, transport
+        assert answer["arrivals"] > 5, transport
+    assert answers["rest"]["status"] == answers["function_url"]["status"] == 200
+    assert answers["rest"]["contentType"] == answers["function_url"]["contentType"] == "text/event-stream"
+    assert answers["websocket"]["frames"] == answers["websocket"]["arrivals"]
+    assert len({answer["text"] for answer in answers.values()}) == 1  # one handler, the same answer everywhere
+    refused = records["streaming_unauthenticated"]
+    assert refused["answers"] == {"rest": 401, "function_url": 403, "websocket": 403}
+    assert refused["before"] == refused["after"] == 2  # the refused calls never ran the function
+    # Afterwards: the function ran for the two HTTP streams only (the driver runs the WebSocket's), every
+    # connection's row was deleted on disconnect and no driver is still streaming.
+    assert streaming == {"invocations": 2, "connections": [], "driver_busy": []}
+
+
 # -- the scenario runner, without an emulator --------------------------------------------------------
 def _fake_run(stacks: set[str]) -> demo.DemoRun:
     run = demo.DemoRun(log=lambda line: None)
@@ -260,8 +312,9 @@ def test_a_failed_step_stops_its_pattern_only_and_the_exit_is_not_ok() -> None:
 
 def test_scenarios_register_in_order_one_function_each() -> None:
     patterns = [s.pattern for s in demo.SCENARIOS]
-    assert patterns == ["callback"] * 3 + ["circuit breaker"] * 5 + ["tenancy"] * 4
+    assert patterns == ["callback"] * 3 + ["circuit breaker"] * 5 + ["tenancy"] * 4 + ["streaming"] * 4
     assert {s.stack for s in demo.SCENARIOS if s.pattern == "tenancy"} == {demo.TENANCY_STACK}
+    assert {s.stack for s in demo.SCENARIOS if s.pattern == "streaming"} == {demo.STREAMING_STACK}
     assert len({s.run for s in demo.SCENARIOS}) == len(demo.SCENARIOS)
     before = len(demo.SCENARIOS)
 
@@ -490,3 +543,138 @@ def test_the_tenancy_sample_takes_its_architecture_and_registry_cache_from_conte
         _tenancy_template({"tenancy_architecture": "sparc"})
     with pytest.raises(Exception, match="tenancy_registry_cache_seconds"):
         _tenancy_template({"tenancy_registry_cache_seconds": "0"})
+
+
+# -- the streaming helpers, without an emulator ------------------------------------------------------
+class _SseHandler(http.server.BaseHTTPRequestHandler):
+    """Answers GET with a chunked text/event-stream body: the pieces of ``pieces`` as separate chunks."""
+
+    protocol_version = "HTTP/1.1"
+    pieces: list[bytes] = []
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.send_header("content-type", "text/event-stream" if self.status == 200 else "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for piece in self.pieces:
+            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve_sse(pieces: list[bytes], status: int = 200) -> Iterator[str]:
+    handler = type("Handler", (_SseHandler,), {"pieces": pieces, "status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream?prompt=x"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_stream_sse_parses_events_split_across_chunks_comments_and_multi_line_data() -> None:
+    pieces = [
+        b": keep-alive\n\n",
+        b"data: You \n\ndata: ask",  # an event split across two chunks
+        b"ed: \n\n",
+        b"data: two\ndata: lines\n\n",  # multi-line data joins with a newline
+        b'event: summary\ndata: {"tokens": 3}\n\n',
+        b"event: done\ndata: \n\n",
+    ]
+    seen: list[str] = []
+    with _serve_sse(pieces) as url:
+        answer = demo.stream_sse(url, {}, transport="test", on_token=lambda token, at: seen.append(token))
+    assert (answer.status, answer.content_type) == (200, "text/event-stream")
+    assert answer.tokens == seen == ["You ", "asked: ", "two\nlines"]
+    assert (answer.summary, answer.done, answer.error) == ({"tokens": 3}, True, None)
+    assert answer.ttfb_s is not None and 0 <= answer.ttfb_s <= answer.total_s
+
+
+def test_stream_sse_reports_an_in_band_error_and_a_refusal() -> None:
+    pieces = [b"data: a\n\n", b'event: error\ndata: {"errorType": "Boom", "message": "m"}\n\n']
+    with _serve_sse(pieces) as url:
+        failed = demo.stream_sse(url, {}, transport="test")
+    assert (failed.tokens, failed.done, failed.error) == (["a"], False, {"errorType": "Boom", "message": "m"})
+    with _serve_sse([b'{"message": "Unauthorized"}'], status=401) as url:
+        refused = demo.stream_sse(url, {}, transport="test")
+    assert (refused.status, refused.tokens, refused.error) == (401, [], {"message": "Unauthorized"})
+
+
+def _answer(**changes: Any) -> demo.Streamed:
+    tokens = [f"You asked: {demo.STREAM_PROMPT}\n", *(["word "] * 20)]
+    fields: dict[str, Any] = {
+        "transport": "rest",
+        "status": 200,
+        "content_type": "text/event-stream",
+        "tokens": tokens,
+        "summary": {"tokens": len(tokens)},
+        "done": True,
+        "ttfb_s": 0.01,
+        "total_s": 0.01 + len(tokens) * demo.DEMO_TOKEN_DELAY_MS / 1000,
+    }
+    fields.update(changes)
+    return demo.Streamed(**fields)
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        ({"done": False}, "truncated"),
+        ({"summary": {"tokens": 3}}, "the summary says"),
+        ({"total_s": 0.02}, "buffered"),
+        ({"status": 502, "error": {"message": "x"}}, "answered 502"),
+        ({"content_type": "application/octet-stream"}, "content type"),
+        ({"tokens": ["Something else"], "summary": {"tokens": 1}}, "not about the prompt"),
+    ],
+)
+def test_a_streamed_answer_is_judged_by_what_arrived(changes: dict[str, Any], complaint: str) -> None:
+    run = demo.DemoRun(log=lambda line: None)
+    assert "done" in demo._check_stream(run, _answer())
+    with pytest.raises(demo.ScenarioFailed, match=complaint):
+        demo._check_stream(run, _answer(**changes))
+
+
+def test_the_token_printer_prints_a_short_line_per_few_tokens() -> None:
+    lines: list[str] = []
+    printer = demo.TokenPrinter(lines.append, per_line=3)
+    for index, token in enumerate(["a ", "b\n", "c ", "d ", "e"]):
+        printer.add(token, index / 10)
+    printer.flush(1.0)
+    assert [line.split("|")[1].strip() for line in lines] == ["a b c", "d e"]
+    assert len(lines) == 2 and all(len(line) < 120 for line in lines)
+
+
+def test_the_demo_deploys_the_streaming_sample_with_a_visible_token_pace() -> None:
+    with PaymentsService() as payments:
+        run = demo.DemoRun(log=lambda line: None, payments=payments)
+        assert run.context["streaming_offline_delay_ms"] == str(demo.DEMO_TOKEN_DELAY_MS)
+    assert 0 < demo.DEMO_TOKEN_DELAY_MS <= 50  # visible, and the demo stays fast (~70 tokens per transport)
+
+
+@pytest.mark.slow
+def test_the_streaming_sample_takes_its_offline_delay_from_context() -> None:
+    import aws_cdk as cdk
+    from sample_streaming import StreamingSampleStack  # type: ignore[import-not-found, unused-ignore]  # integ/
+
+    def variables(context: dict[str, str]) -> dict[str, dict[str, str]]:
+        template = cdk.assertions.Template.from_stack(StreamingSampleStack(cdk.App(context=context))).to_json()
+        functions = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+        found = {f["Handler"]: f.get("Environment", {}).get("Variables", {}) for f in functions}
+        return {handler: v for handler, v in found.items() if "STREAMING_TOKEN_SOURCE" in v}
+
+    paced = variables({"streaming_offline_delay_ms": "25"})
+    # the streaming function and the WebSocket driver (same code, same variables)
+    assert {v["STREAMING_OFFLINE_DELAY_MS"] for v in paced.values()} == {"25"} and len(paced) == 2
+    assert all("STREAMING_OFFLINE_DELAY_MS" not in v for v in variables({}).values())
+    for bad in ("-1", "1.5", "60001", "x", "²"):
+        with pytest.raises(Exception, match="streaming_offline_delay_ms"):
+            variables({"streaming_offline_delay_ms": bad})

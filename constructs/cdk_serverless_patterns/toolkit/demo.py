@@ -26,6 +26,12 @@ What runs, and what is real:
   from the authorizer context into ``X-Amz-Tenant-Id``). The authorizer trusts a registry read for
   30 s in the sample; the demo deploys it with the context ``tenancy_registry_cache_seconds``
   (:data:`DEMO_REGISTRY_CACHE_S`) so that a suspension is seen within seconds, and says so.
+- The streaming sample streams one generator's tokens (the offline token source: no model access) through
+  its REST API (the demo bearer token from Secrets Manager), its function URL (SigV4-signed with the
+  emulator's credentials) and its WebSocket API (a SigV4-presigned handshake); the demo reads each answer
+  with a raw HTTP or WebSocket client as it arrives and prints it. The offline source answers at once in
+  the sample; the demo deploys it with the context ``streaming_offline_delay_ms``
+  (:data:`DEMO_TOKEN_DELAY_MS`) so that the tokens come at a model's pace, and says so.
 - Time: ``--fast-schedules`` (default 60) makes the emulator fire ``rate(1 minute)`` every second.
   It compresses schedules only, not the breaker's cool-down, which the health checker measures on
   the wall clock from the item's ``openedAt``: so the demo deploys the sample with the context
@@ -53,6 +59,7 @@ import platform
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -80,6 +87,16 @@ TENANCY_STACK = "ServerlessPatternsTenancy"
 TENANT_A, TENANT_B = "acme", "globex"
 #: How long the tenancy sample's authorizer trusts a registry read in the demo (30 s in the sample).
 DEMO_REGISTRY_CACHE_S = 3
+STREAMING_STACK = "ServerlessPatternsStreaming"
+#: The offline token source's pause before each token in the demo (context streaming_offline_delay_ms; 0 in the
+#: sample): a model's pace, so that the tokens are seen arriving (~70 tokens: under 2 s per transport).
+DEMO_TOKEN_DELAY_MS = 25
+STREAM_PROMPT = "What does response streaming change for users?"
+#: The longest a whole streamed answer may take in the demo (each read is bounded by STEP_TIMEOUT_S).
+STREAM_TIMEOUT_S = 120.0
+#: The printed answer: one line per this many tokens, cut to this many characters.
+STREAM_TOKENS_PER_LINE = 8
+STREAM_LINE_CHARS = 80
 TRANSLATE_SOURCE = "aws.translate"
 TRANSLATE_DETAIL_TYPE = "Translate TextTranslationJob State Change"
 #: Bounds of the waits inside scenarios (each a poll with a deadline, never a sleep standing for an outcome).
@@ -254,6 +271,7 @@ class DemoRun:
             "payments_cool_down_seconds": str(DEMO_COOL_DOWN_S),
             "tenancy_architecture": host_architecture(),
             "tenancy_registry_cache_seconds": str(DEMO_REGISTRY_CACHE_S),
+            "streaming_offline_delay_ms": str(DEMO_TOKEN_DELAY_MS),
         }
 
     @property
@@ -275,7 +293,8 @@ class DemoRun:
         self.log(
             f"deploying the sample app (context payments_base_url={self.payments.url}, "
             f"payments_cool_down_seconds={DEMO_COOL_DOWN_S}: the sample's cool-down is 60 s; tenancy_architecture="
-            f"{host_architecture()}, tenancy_registry_cache_seconds={DEMO_REGISTRY_CACHE_S}: the sample's is 30 s) ..."
+            f"{host_architecture()}, tenancy_registry_cache_seconds={DEMO_REGISTRY_CACHE_S}: the sample's is 30 s; "
+            f"streaming_offline_delay_ms={DEMO_TOKEN_DELAY_MS}: the sample's offline tokens come without a pause) ..."
         )
         deployed = local_commands.deploy_app(self.cloud, app, self.context, self._quiet)
         self.stacks = {stack.name: stack for stack in deployed}
@@ -963,3 +982,344 @@ def tenancy_no_tenant(demo: DemoRun) -> str:
         raise ScenarioFailed(f"an environment ran or started for the refused invoke: {before} -> {after}")
     demo.log(f"    Invoke {function} without TenantId -> {status} {code}: {message}")
     return f"{status} {code}"
+
+
+# -- streaming scenarios ----------------------------------------------------------------------------
+@dataclass
+class Streamed:
+    """One prompt's answer as a client saw it (any transport): what arrived, and when.
+
+    ``ttfb_s`` is the time from the request (the WebSocket: from sending the message) to the first token;
+    ``total_s`` to the end of the stream. ``tokens`` are the ``data:`` events (SSE) or the text of the chunk
+    frames re-split into the offline source's tokens (WebSocket frames batch several tokens), ``summary``
+    the handler's ``summary`` event, ``done`` whether the stream's end marker arrived.
+    """
+
+    transport: str
+    status: int
+    content_type: str | None = None
+    tokens: list[str] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    done: bool = False
+    error: dict[str, Any] | None = None
+    ttfb_s: float | None = None
+    total_s: float = 0.0
+    arrivals: int = 0  # separate reads (HTTP) or frames (WebSocket) that carried the answer
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    def as_record(self) -> dict[str, Any]:
+        """The figures the demo records for the tests (and prints)."""
+        return {
+            "status": self.status,
+            "contentType": self.content_type,
+            "tokens": len(self.tokens),
+            "text": self.text,
+            "summary": self.summary,
+            "done": self.done,
+            "error": self.error,
+            "ttfbMs": None if self.ttfb_s is None else round(self.ttfb_s * 1000, 1),
+            "totalMs": round(self.total_s * 1000, 1),
+            "arrivals": self.arrivals,
+        }
+
+
+class TokenPrinter:
+    """Prints an answer as it arrives: one short line per few tokens, with the time since the request."""
+
+    def __init__(self, log: Callable[[str], None], *, per_line: int = STREAM_TOKENS_PER_LINE) -> None:
+        self._log = log
+        self._per_line = per_line
+        self._pending: list[str] = []
+
+    def add(self, token: str, at_s: float) -> None:
+        self._pending.append(token)
+        if len(self._pending) >= self._per_line:
+            self.flush(at_s)
+
+    def flush(self, at_s: float) -> None:
+        if self._pending:
+            text = " ".join("".join(self._pending).split())
+            self._log(f"      {at_s * 1000:7.0f} ms | {text[:STREAM_LINE_CHARS]}")
+            self._pending = []
+
+
+def streaming_endpoint(demo: DemoRun, kind: str) -> str:
+    """The streaming sample's endpoint of ``kind`` (``rest``, ``function_url``, ``websocket``) on the front door."""
+    urls = [e.url for e in demo.stack(STREAMING_STACK).endpoints if e.kind == kind]
+    if len(urls) != 1:
+        raise ScenarioFailed(f"the streaming stack serves {len(urls)} endpoints of kind {kind}, not one")
+    return str(urls[0])
+
+
+def demo_bearer_token(demo: DemoRun) -> str:
+    """The REST API's bearer token: the demo secret Secrets Manager generated at deploy time."""
+    secret = demo.output(STREAMING_STACK, "DemoTokenSecretArn")
+    return str(demo.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])
+
+
+def _credentials(demo: DemoRun) -> Any:
+    assert demo.cloud is not None
+    return demo.cloud.session().get_credentials()
+
+
+def sigv4_headers(demo: DemoRun, url: str, service: str = "lambda") -> dict[str, str]:
+    """SigV4 headers (``Authorization``, ``X-Amz-Date``) for ``GET url``, signed with the emulator's credentials."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    assert demo.cloud is not None
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(_credentials(demo), service, demo.cloud.region).add_auth(request)
+    return {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "x-amz-date")}
+
+
+def presigned_websocket_url(demo: DemoRun, url: str, expires_s: int = 300) -> str:
+    """``url`` (``ws://``) with a SigV4 query signature (service ``execute-api``), as a browser client presigns."""
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+
+    assert demo.cloud is not None
+    scheme, rest = url.split("://", 1)
+    request = AWSRequest(method="GET", url=f"{'https' if scheme == 'wss' else 'http'}://{rest}")
+    SigV4QueryAuth(_credentials(demo), "execute-api", demo.cloud.region, expires=expires_s).add_auth(request)
+    return f"{scheme}://{str(request.url).split('://', 1)[1]}"
+
+
+def stream_sse(
+    url: str, headers: Mapping[str, str], *, transport: str, on_token: Callable[[str, float], None] | None = None
+) -> Streamed:
+    """``GET url``, reading the chunked text/event-stream answer chunk by chunk as it arrives (``http.client``).
+
+    Every read is bounded by :data:`STEP_TIMEOUT_S`; the whole stream by :data:`STREAM_TIMEOUT_S`.
+    """
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "localhost", parts.port, timeout=STEP_TIMEOUT_S)
+    started = time.monotonic()
+    try:
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        connection.request("GET", target, headers=dict(headers))
+        response = connection.getresponse()
+        result = Streamed(transport, response.status, response.getheader("content-type"))
+        pending, name, data = b"", "message", list[str]()
+        while True:
+            if time.monotonic() - started > STREAM_TIMEOUT_S:
+                raise ScenarioFailed(f"{transport}: the stream did not end within {STREAM_TIMEOUT_S:.0f} s")
+            chunk = response.read1(65536)
+            if not chunk:
+                break
+            result.arrivals += 1
+            now = time.monotonic() - started
+            if response.status != 200:
+                pending += chunk
+                continue
+            pending += chunk
+            while b"\n" in pending:  # text/event-stream: fields until a blank line
+                raw, pending = pending.split(b"\n", 1)
+                line = raw.decode("utf-8", errors="replace").rstrip("\r")
+                if line.startswith(":"):
+                    continue
+                if line:
+                    key, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if key == "data":
+                        data.append(value)
+                    elif key == "event":
+                        name = value
+                    continue
+                text = "\n".join(data)
+                if name == "message" and data:
+                    if result.ttfb_s is None:
+                        result.ttfb_s = now
+                    result.tokens.append(text)
+                    if on_token is not None:
+                        on_token(text, now)
+                elif name == "summary":
+                    result.summary = _json_object(text)
+                elif name == "done":
+                    result.done = True
+                elif name == "error":
+                    result.error = _json_object(text) or {"message": text}
+                name, data = "message", []
+        result.total_s = time.monotonic() - started
+        if response.status != 200:
+            result.error = _json_object(pending.decode("utf-8", errors="replace")) or {
+                "body": pending[:300].decode(errors="replace")
+            }
+        return result
+    finally:
+        connection.close()
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def stream_websocket(
+    url: str, prompt: str, *, on_token: Callable[[str, float], None] | None = None
+) -> tuple[Streamed, list[dict[str, Any]]]:
+    """Connects (``url`` already presigned), sends ``{"action": "stream", "prompt": ...}``, reads frames to the end.
+
+    Returns the answer and the frames as they arrived. Every receive is bounded by :data:`STEP_TIMEOUT_S`; the
+    whole stream by :data:`STREAM_TIMEOUT_S`.
+    """
+    import re
+
+    from websockets.sync.client import connect
+
+    token = re.compile(r"\s*\S+\s*|\s+")  # how the offline source splits text (chunk frames batch tokens)
+    frames: list[dict[str, Any]] = []
+    result = Streamed("websocket", 101)
+    with connect(url, open_timeout=STEP_TIMEOUT_S, close_timeout=5) as ws:
+        started = time.monotonic()
+        ws.send(json.dumps({"action": "stream", "prompt": prompt}))
+        while not frames or frames[-1].get("type") not in ("done", "error"):
+            left = STREAM_TIMEOUT_S - (time.monotonic() - started)
+            if left <= 0:
+                raise ScenarioFailed(f"websocket: the stream did not end within {STREAM_TIMEOUT_S:.0f} s")
+            frame = json.loads(ws.recv(timeout=min(STEP_TIMEOUT_S, left)))
+            now = time.monotonic() - started
+            frames.append(frame)
+            result.arrivals += 1
+            if frame.get("type") == "chunk" and frame.get("event") == "summary":
+                result.summary = _json_object(str(frame.get("data", "")))
+            elif frame.get("type") == "chunk" and "event" not in frame:
+                if result.ttfb_s is None:
+                    result.ttfb_s = now
+                for piece in token.findall(str(frame.get("data", ""))):
+                    result.tokens.append(piece)
+                    if on_token is not None:
+                        on_token(piece, now)
+            elif frame.get("type") == "done":
+                result.done = True
+            elif frame.get("type") == "error":
+                result.error = {k: v for k, v in frame.items() if k != "type"}
+        result.total_s = time.monotonic() - started
+    return result, frames
+
+
+def _check_stream(demo: DemoRun, answer: Streamed) -> str:
+    """Judges one streamed answer against what arrived; the scenario's key figure."""
+    if answer.error is not None or answer.status not in (200, 101):
+        raise ScenarioFailed(f"{answer.transport} answered {answer.status}: {answer.error}")
+    if answer.status == 200 and answer.content_type != "text/event-stream":
+        raise ScenarioFailed(f"{answer.transport}: content type {answer.content_type!r}, not text/event-stream")
+    if not answer.done:
+        raise ScenarioFailed(f"{answer.transport}: the stream ended without its end marker (truncated)")
+    if answer.summary != {"tokens": len(answer.tokens)}:
+        raise ScenarioFailed(
+            f"{answer.transport}: {len(answer.tokens)} tokens arrived, the summary says {answer.summary}"
+        )
+    if not answer.text.startswith(f"You asked: {STREAM_PROMPT}"):
+        raise ScenarioFailed(f"{answer.transport}: the answer is not about the prompt: {answer.text[:80]!r}")
+    assert answer.ttfb_s is not None
+    # The handler pauses before each token but the first: it runs at least this long after its first token.
+    # Had the answer been buffered, the first token would arrive with the last.
+    paced = (len(answer.tokens) - 1) * DEMO_TOKEN_DELAY_MS / 1000
+    if answer.total_s - answer.ttfb_s < paced / 2:
+        raise ScenarioFailed(
+            f"{answer.transport}: the first token came {answer.ttfb_s * 1000:.0f} ms in and the end "
+            f"{answer.total_s * 1000:.0f} ms in: buffered, not streamed"
+        )
+    demo.log(
+        f"    first token after {answer.ttfb_s * 1000:.0f} ms, complete after {answer.total_s * 1000:.0f} ms: "
+        f"{len(answer.tokens)} tokens in {answer.arrivals} pieces, `done` seen, the summary agrees"
+    )
+    return f"first byte {answer.ttfb_s * 1000:.0f} ms, {len(answer.tokens)} tokens in {answer.total_s:.1f} s, done"
+
+
+def _streamed_via(demo: DemoRun, transport: str) -> str:
+    """Streams :data:`STREAM_PROMPT` through one transport, printing it as it arrives; records and judges it."""
+    printer = TokenPrinter(demo.log)
+    frames: list[dict[str, Any]] = []
+    cold = streaming_invocations(demo) == 0 if transport != "websocket" else None
+    query = urllib.parse.urlencode({"prompt": STREAM_PROMPT})
+    if transport == "rest":
+        url = f"{streaming_endpoint(demo, 'rest')}stream?{query}"
+        demo.log(f"    GET /stream?{query} with the demo bearer token (Authorization: Bearer <secret>)")
+        answer = stream_sse(
+            url, {"Authorization": f"Bearer {demo_bearer_token(demo)}"}, transport="rest", on_token=printer.add
+        )
+    elif transport == "function_url":
+        url = f"{streaming_endpoint(demo, 'function_url')}?{query}"
+        demo.log(f"    GET ?{query}, SigV4-signed (service lambda; the emulator checks the signature's presence)")
+        answer = stream_sse(url, sigv4_headers(demo, url), transport="function_url", on_token=printer.add)
+    else:
+        url = presigned_websocket_url(demo, streaming_endpoint(demo, "websocket"))
+        message = json.dumps({"action": "stream", "prompt": STREAM_PROMPT})
+        demo.log(f"    presigned handshake (SigV4 query, service execute-api), then {message}")
+        answer, frames = stream_websocket(url, STREAM_PROMPT, on_token=printer.add)
+    printer.flush(answer.total_s)
+    demo.record(f"streaming_{transport}", **answer.as_record(), frames=len(frames), cold=cold)
+    if cold:
+        demo.log("    (the function's first invocation: the time to first byte includes its cold start)")
+    return _check_stream(demo, answer)
+
+
+@scenario("streaming", "REST API: one prompt streamed as server-sent events", stack=STREAMING_STACK)
+def streaming_rest(demo: DemoRun) -> str:
+    return _streamed_via(demo, "rest")
+
+
+@scenario("streaming", "function URL: the same prompt, SigV4-signed", stack=STREAMING_STACK)
+def streaming_function_url(demo: DemoRun) -> str:
+    return _streamed_via(demo, "function_url")
+
+
+@scenario("streaming", "WebSocket: the same prompt as JSON frames", stack=STREAMING_STACK)
+def streaming_websocket(demo: DemoRun) -> str:
+    detail = _streamed_via(demo, "websocket")
+    texts = {t: demo.records.get(f"streaming_{t}", {}).get("text") for t in ("rest", "function_url", "websocket")}
+    if len(set(texts.values())) != 1:
+        raise ScenarioFailed(f"the three transports delivered different answers: {texts}")
+    demo.log("    the three transports delivered the same answer to the same prompt")
+    return detail
+
+
+def streaming_invocations(demo: DemoRun) -> int:
+    """How many invocations the streaming function's execution environments ran (the Lambda runner's state)."""
+    assert demo.cloud is not None
+    function = demo.output(STREAMING_STACK, "StreamingFunctionName")
+    runner = demo.cloud._runner
+    return sum(
+        info.invocations for info in (runner.environments() if runner is not None else []) if info.key[0] == function
+    )
+
+
+@scenario("streaming", "unauthenticated callers are refused on every transport", stack=STREAMING_STACK)
+def streaming_unauthenticated(demo: DemoRun) -> str:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    query = urllib.parse.urlencode({"prompt": STREAM_PROMPT})
+    before = streaming_invocations(demo)
+    rest = stream_sse(f"{streaming_endpoint(demo, 'rest')}stream?{query}", {}, transport="rest")
+    demo.log(f"    REST API without a bearer token -> {rest.status} {rest.error}")
+    url = stream_sse(f"{streaming_endpoint(demo, 'function_url')}?{query}", {}, transport="function_url")
+    demo.log(f"    function URL without a SigV4 signature -> {url.status} {url.error}")
+    websocket: int | str
+    try:
+        with connect(streaming_endpoint(demo, "websocket"), open_timeout=STEP_TIMEOUT_S, close_timeout=5):
+            websocket = "connected"
+    except InvalidStatus as refused:
+        websocket = refused.response.status_code
+    demo.log(f"    WebSocket handshake without a presigned query -> {websocket}")
+    after = streaming_invocations(demo)
+    answers = {"rest": rest.status, "function_url": url.status, "websocket": websocket}
+    demo.record("streaming_unauthenticated", answers=answers, before=before, after=after)
+    if answers != {"rest": 401, "function_url": 403, "websocket": 403}:
+        raise ScenarioFailed(f"expected 401 / 403 / 403, got {answers}")
+    if rest.tokens or url.tokens:
+        raise ScenarioFailed("a refused caller received tokens")
+    if after != before:
+        raise ScenarioFailed(f"the streaming function ran for a refused caller ({before} -> {after} invocations)")
+    return "REST 401, function URL 403, WebSocket 403; the function never ran"

@@ -5,7 +5,9 @@ function URL run it under the streaming runtime's exec wrapper (SSE over HTTP), 
 runs it and sends its chunks as JSON frames. The prompt comes from the query string (``?prompt=``) or
 a JSON body (``{"prompt": "..."}``; on the WebSocket ``{"action": "stream", "prompt": "..."}``). The
 tokens come from ``serverless_streaming.tokens.from_environment()``: the deterministic offline source
-unless the stack configures Bedrock.
+unless the stack configures Bedrock. The source is made once per execution environment (on the first
+request, so that a configuration error is that request's error rather than a failed init) and reused by
+the requests that follow: a Bedrock client's connection pool and credentials outlive one request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from serverless_streaming import Event, streaming  # type: ignore[import-not-fou
 #: The longest prompt the sample accepts (characters).
 MAX_PROMPT = 2000
 DEFAULT_PROMPT = "Tell me about streaming responses from AWS Lambda."
+
+_source: Any = None
+
+
+def token_source() -> Any:
+    """The environment's token source (``serverless_streaming.tokens.from_environment()``), made on first use."""
+    global _source
+    if _source is None:
+        from serverless_streaming.tokens import (  # type: ignore[import-not-found, unused-ignore]
+            from_environment,  # the layer's token sources
+        )
+
+        _source = from_environment()
+    return _source
 
 
 def prompt_of(event: Any) -> str:
@@ -51,13 +67,9 @@ def prompt_of(event: Any) -> str:
 @streaming(sse=True)  # type: ignore[untyped-decorator, unused-ignore]
 def handler(event: Any, context: Any) -> Iterator[str | Event]:
     """Streams the answer to the prompt, one SSE ``data:`` event per token, then a summary event."""
-    from serverless_streaming.tokens import (  # type: ignore[import-not-found, unused-ignore]
-        from_environment,  # the layer's token sources
-    )
-
     prompt = prompt_of(event)
     count = 0
-    for token in from_environment().stream(prompt):
+    for token in token_source().stream(prompt):
         count += 1
         yield token
     yield Event(data=json.dumps({"tokens": count}), event="summary")

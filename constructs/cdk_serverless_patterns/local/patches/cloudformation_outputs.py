@@ -35,11 +35,11 @@ def install() -> None:
                 if parsing.resource_class_from_type(str(target.get("Type", ""))) is None:
                     unmodelled[key] = output
         if not unmodelled:
-            return original(self)  # type: ignore[no-any-return]
+            return original(self)
         kept = {key: output for key, output in outputs.items() if key not in unmodelled}
         self._template["Outputs"] = kept
         try:
-            return original(self)  # type: ignore[no-any-return]
+            return original(self)
         finally:
             self._template["Outputs"] = outputs
 

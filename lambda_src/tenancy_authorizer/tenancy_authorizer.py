@@ -6,12 +6,14 @@ For each request it
    ``none`` and every other algorithm are refused before any key is touched, so an HS256 token can
    never be checked against an RSA public key), and ``kid`` must name a key of the configured set;
 3. verifies the signature and the claims with PyJWT: ``exp``, ``iss`` and ``aud`` are required,
-   ``nbf`` and ``iat`` are honoured, with a small leeway for clock skew;
+   ``nbf`` and ``iat`` are honoured, with a small leeway for clock skew; ``exp``, ``nbf`` and ``iat``
+   must be JSON numbers (RFC 7519 NumericDate: PyJWT also takes ``"1700000000"`` and ``true``);
 4. takes the tenant claim (``tenant_id`` by default, top level), which must match the strict tenant
    pattern (1-64 of ``A-Z a-z 0-9 _ -``, starting with a letter or digit);
 5. refuses a request whose client-sent ``X-Amz-Tenant-Id`` header names another tenant;
 6. reads the tenant in the registry table (status ``ACTIVE``; ``SUSPENDED`` and unknown tenants are
-   refused), through a short per-environment cache;
+   refused) with a strongly consistent read (a suspension just written is never read stale and then
+   cached), through a short per-environment cache;
 7. answers an IAM policy for the whole stage (so that API Gateway's result cache, keyed by the token,
    is right for every method) with ``tenantId`` and ``plan`` in the context, and the tenant's
    usage-plan key when the registry holds one.
@@ -29,10 +31,14 @@ Keys come from a JWKS URL (``TENANCY_KEY_SOURCE=jwks_url``; refreshed every 10 m
 Secrets Manager secret holding a JWKS document or a single JWK (``TENANCY_KEY_SOURCE=secret``;
 refreshed every 5 minutes; RSA/EC public keys, or ``oct`` keys of at least 32 bytes for HS256), never
 from a literal in the environment. Only keys of the pinned algorithm's type (and curve) are loaded: a
-key of another type is never tried. A failed refresh keeps the last good keys for up to
-``STALE_GRACE_SECONDS`` past their refresh time, and refetches are backed off: at most one attempt per
-``RETRY_BACKOFF_SECONDS`` after a failure, and at most one per ``UNKNOWN_KID_REFRESH_SECONDS`` for an
-unknown ``kid`` (a stream of forged ``kid`` values never turns into a stream of fetches).
+key of another type is never tried. An RSA key of fewer than ``MIN_RSA_KEY_BITS`` bits, or a key PyJWT
+cannot load, is left out of the set (logged): a token naming it is an unknown ``kid`` (Deny), and the
+set's other keys keep working. A private RSA/EC JWK (the signing key itself) is used by its public half
+(logged: PyJWT would load the private key, which cannot verify, and every valid token would fail).
+A failed refresh keeps the last good keys for up to ``STALE_GRACE_SECONDS`` past their refresh time,
+and refetches are backed off: at most one attempt per ``RETRY_BACKOFF_SECONDS`` after a failure, and at
+most one per ``UNKNOWN_KID_REFRESH_SECONDS`` for an unknown ``kid`` (a stream of forged ``kid`` values
+never turns into a stream of fetches).
 
 Decisions are cached in the execution environment by the token's SHA-256 for at most
 ``TENANCY_DECISION_CACHE_SECONDS`` (never beyond the token's ``exp``, never longer than the registry
@@ -89,6 +95,12 @@ ENV_DECISION_CACHE_SECONDS = "TENANCY_DECISION_CACHE_SECONDS"
 KEY_TYPES = {"RS256": ("RSA", None), "ES256": ("EC", "P-256"), "HS256": ("oct", None)}
 MAX_TOKEN_CHARS = 8192
 MIN_HMAC_KEY_BYTES = 32
+#: RSA keys shorter than this are never used (NIST SP 800-131A: 2048 bits since 2013).
+MIN_RSA_KEY_BITS = 2048
+#: Private members of RSA and EC JWKs (RFC 7518 6.2.2, 6.3.2): never needed to verify.
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+#: Claims that must be JSON numbers when present (``exp`` is also required).
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 JWKS_TTL_SECONDS = 600.0
 SECRET_TTL_SECONDS = 300.0
 UNKNOWN_KID_REFRESH_SECONDS = 60.0
@@ -341,9 +353,22 @@ class KeySet:
                 continue
             if data.get("alg") not in (None, settings.algorithm) or data.get("use") not in (None, "sig"):
                 continue
-            key = jwt.PyJWK(data, algorithm=settings.algorithm)
+            if wanted_kty != "oct" and PRIVATE_JWK_MEMBERS & set(data):
+                # A signing (private) JWK: PyJWT would load the private key, which cannot verify (every valid
+                # token would crash the check). Only its public half is used; the secret should not hold it.
+                _skipped_key(data, "holds private key material: only its public half is used", level=logging.WARNING)
+                data = {name: value for name, value in data.items() if name not in PRIVATE_JWK_MEMBERS}
+            try:
+                key = jwt.PyJWK(data, algorithm=settings.algorithm)
+            except jwt.PyJWTError as error:  # one broken key never takes the whole set down
+                _skipped_key(data, f"cannot be loaded ({type(error).__name__})")
+                continue
             if wanted_kty == "oct" and len(key.key) < MIN_HMAC_KEY_BYTES:
                 raise ValueError(f"an HS256 key must hold at least {MIN_HMAC_KEY_BYTES} bytes")
+            bits = getattr(key.key, "key_size", None)
+            if wanted_kty == "RSA" and (not isinstance(bits, int) or bits < MIN_RSA_KEY_BITS):
+                _skipped_key(data, f"an RSA key of {bits} bits (at least {MIN_RSA_KEY_BITS} are needed)")
+                continue
             keys[data.get("kid")] = key
         if not keys:
             raise ValueError(f"the key set holds no {settings.algorithm} key")
@@ -405,6 +430,11 @@ class KeySet:
         return self._keys.get(kid)
 
 
+def _skipped_key(data: Mapping[str, Any], why: str, *, level: int = logging.ERROR) -> None:
+    event = "key left out of the key set" if level >= logging.ERROR else "key set warning"
+    logger.log(level, json.dumps({"event": event, "kid": _short(data.get("kid")), "why": why}))
+
+
 class Registry:
     """Tenant items of the registry table, through a short cache (unknown tenants are cached too)."""
 
@@ -419,7 +449,9 @@ class Registry:
             return item  # type: ignore[no-any-return]
         if self._table is None:
             self._table = boto3.resource("dynamodb", config=AWS_CONFIG).Table(self._settings.registry_table)
-        response = self._table.get_item(Key={TABLE_KEY: tenant_id})
+        # Strongly consistent: an eventually consistent read just after a suspension may return the old
+        # ACTIVE item, which the cache would then keep (and the decision cache after it).
+        response = self._table.get_item(Key={TABLE_KEY: tenant_id}, ConsistentRead=True)
         item = response.get("Item")
         self._cache.put(tenant_id, item, self._settings.registry_cache_seconds)
         return item  # type: ignore[no-any-return]
@@ -598,6 +630,16 @@ class Authorizer:
             raise Denied("missing required claim", claim=error.claim) from None
         except jwt.PyJWTError as error:
             raise Denied("invalid token", error=type(error).__name__) from None
+        except (OverflowError, ValueError, TypeError) as error:  # e.g. "exp": 1e999 (PyJWT's int() overflows)
+            raise Denied("invalid token", error=type(error).__name__) from None
+        for name in NUMERIC_DATE_CLAIMS:
+            value = claims.get(name)
+            if name in claims and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not -1e15 < value < 1e15  # also NaN and infinities
+            ):
+                raise Denied("malformed time claim", claim=name, value=_short(value))
         tenant = claims.get(settings.tenant_claim)
         if not isinstance(tenant, str) or not TENANT_ID_PATTERN.fullmatch(tenant):
             raise Denied("malformed tenant claim", claim=settings.tenant_claim, value=_short(tenant))

@@ -19,6 +19,7 @@ import boto3
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tenancy_support import AUDIENCE, ISSUER, METHOD_ARN, REGISTRY, STAGE_ARN, Keys, claims, request_event
@@ -674,3 +675,102 @@ def test_jwks_fetch_refuses_http_and_redirects() -> None:
         authorizer_module.fetch_jwks_url("http://issuer.example.com/jwks")
     handler = authorizer_module._NoRedirects()
     assert handler.redirect_request(None, None, 302, "Found", {}, "http://evil.example.com/") is None
+
+
+# ----- second review: keys, time claims, consistent registry reads ------------------------------------------
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # minting the weak-keyed token
+def test_an_rsa_key_under_2048_bits_is_never_used(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A 1024-bit key in the set is left out (logged); the set's good key keeps working."""
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(weak.public_key())) | {"kid": "weak", "alg": "RS256"}
+    jwks = harness.keys.rsa_jwks("rsa-1")
+    module = harness.make({"keys": [weak_jwk, *jwks["keys"]]})
+    assert_denied(decide(module, request_event(harness.rs256("acme", kid="weak", key=weak))), caplog, "unknown key id")
+    assert decide(module, request_event(harness.rs256("acme")))["context"]["tenantId"] == "acme"
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tenancy_authorizer"]
+    assert any(e.get("event") == "key left out of the key set" and "1024 bits" in e.get("why", "") for e in logged)
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_a_set_of_only_weak_rsa_keys_is_the_authorizers_failure(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(weak.public_key())) | {"kid": "weak"}
+    module = harness.make({"keys": [weak_jwk]})
+    token = harness.rs256("acme", kid="weak", key=weak)
+    assert_dependency_failure(module, request_event(token), caplog, "no usable keys")
+
+
+def test_a_broken_key_in_the_set_does_not_take_the_others_down(harness: Harness) -> None:
+    broken = {"kty": "RSA", "kid": "broken", "n": "not*base64", "e": "AQAB"}
+    module = harness.make({"keys": [broken, *harness.keys.rsa_jwks("rsa-1")["keys"]]})
+    assert decide(module, request_event(harness.rs256("acme")))["context"]["tenantId"] == "acme"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", "9999999999"),  # PyJWT takes int("9999999999")
+        ("exp", 1e300),  # never expires
+        ("exp", 10**400),  # float() overflows: was an 'internal error'
+        ("nbf", "0"),
+        ("iat", "1"),
+    ],
+    ids=["exp-string", "exp-1e300", "exp-10**400", "nbf-string", "iat-string"],
+)
+def test_time_claims_must_be_json_numbers(
+    harness: Harness, caplog: pytest.LogCaptureFixture, claim: str, value: Any
+) -> None:
+    module = harness.make()
+    header = {"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}
+    payload = claims("acme") | {claim: value}
+
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = b64(json.dumps(header).encode()) + b"." + b64(json.dumps(payload).encode())
+    signature = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).sign(signing_input, harness.keys.rsa)
+    token = (signing_input + b"." + b64(signature)).decode()
+    answer = decide(module, request_event(token))
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tenancy_authorizer"]
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert not any(e.get("reason") == "internal error" for e in logged), logged
+    assert any(e.get("reason") in ("malformed time claim", "invalid token") for e in logged), logged
+
+
+def test_registry_reads_are_strongly_consistent(harness: Harness) -> None:
+    """An eventually consistent read just after ``tenant suspend`` could return ACTIVE and be cached."""
+    harness.make()
+    settings_ = authorizer_module.Settings.from_env()
+    reads: list[dict[str, Any]] = []
+
+    class Recording:
+        def get_item(self, **kwargs: Any) -> Any:
+            reads.append(kwargs)
+            return harness.registry.get_item(**kwargs)
+
+    auth = authorizer_module.Authorizer(settings_, registry=authorizer_module.Registry(settings_, table=Recording()))
+    assert auth.decide(request_event(harness.rs256("acme")))["context"]["tenantId"] == "acme"
+    assert reads == [{"Key": {"tenantId": "acme"}, "ConsistentRead": True}]
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_a_private_jwk_in_the_secret_verifies_by_its_public_half(
+    harness: Harness, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A team storing its signing JWK (with ``d``) in the secret: PyJWT loads a private key, whose verify() does
+    not exist, so every valid token was an 'internal error' Deny (cached by API Gateway)."""
+    if kind == "rsa":
+        private = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(harness.keys.rsa)) | {"kid": "rsa-1"}
+        module = harness.make({"keys": [private]})
+        token = harness.rs256("acme")
+    else:
+        private = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(harness.keys.ec)) | {"kid": "ec-1"}
+        module = harness.make(private, TENANCY_ALGORITHM="ES256")
+        token = jwt.encode(claims("acme"), harness.keys.ec, algorithm="ES256", headers={"kid": "ec-1"})
+    assert "d" in private
+    answer = decide(module, request_event(token))
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tenancy_authorizer"]
+    assert any("private key material" in e.get("why", "") for e in logged), logged

@@ -27,7 +27,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from tenancy_app import COGNITO_ISSUER, TenancyApp, function
 
 from cdk_serverless_patterns.core import PropError
-from cdk_serverless_patterns.tenancy import TenantApi
+from cdk_serverless_patterns.tenancy import TenantApi, TenantIsolatedFunction
 from cdk_serverless_patterns.tenancy.tenant_api import _PROXY_RESPONSE_TEMPLATE, _jwt_request_template
 from cdk_serverless_patterns.tenancy.tenant_isolated_function import _properties
 
@@ -403,3 +403,91 @@ def test_the_handler_runs_through_the_helper_unless_the_layer_is_off(tmp_path: A
     plain = function(stack, "Plain", runtime_layer=False)
     assert wrapped.function.node.default_child.handler == "tenancy_runtime.handler"  # type: ignore[union-attr]
     assert plain.function.node.default_child.handler == "index.handler"  # type: ignore[union-attr]
+
+
+# ----- second review: invokers in other stacks, or naming the function by its name --------------------------------
+def test_invokers_in_other_stacks_or_by_name_fail_synthesis(tmp_path: Any) -> None:
+    """The construct's validation sees its own stack's Ref/GetAtt only; the app-wide template check finds a rule
+    in another stack (an Fn::ImportValue of the function's ARN), an event source mapping on an imported function,
+    and one naming the function by its literal name."""
+    from aws_cdk import aws_events as events
+    from aws_cdk import aws_events_targets as targets
+    from aws_cdk import aws_iam as iam
+    from aws_cdk import aws_sqs as sqs
+
+    from cdk_serverless_patterns.testing.checks import read_nag_report
+
+    app = cdk.App(outdir=str(tmp_path))
+    home = cdk.Stack(app, "Home", env=ENV)
+    fn = function(home, "Orders", runtime_layer=False, function_props={"function_name": "orders-fn"})
+    lambda_.CfnEventSourceMapping(
+        home, "ByName", function_name="orders-fn", event_source_arn="arn:aws:sqs:us-east-1:123456789012:q"
+    )
+    away = cdk.Stack(app, "Away", env=ENV)
+    events.Rule(
+        away,
+        "Rule",
+        schedule=events.Schedule.rate(cdk.Duration.minutes(5)),
+        targets=[targets.LambdaFunction(fn.function)],
+    )
+    imported = lambda_.Function.from_function_arn(away, "Imported", fn.function.function_arn)
+    lambda_.EventSourceMapping(away, "Mapping", target=imported, event_source_arn=sqs.Queue(away, "Queue").queue_arn)
+    # Not an invoker: another stack's role may invoke the function (an SDK call passes TenantId).
+    fn.function.grant_invoke(iam.Role(away, "Caller", assumed_by=iam.AccountRootPrincipal()))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    findings = {
+        (f.rule, f.path)
+        for f in read_nag_report(tmp_path)
+        if f.acknowledge_with.startswith("cdk-serverless-patterns-tenancy::")
+    }
+    assert findings == {
+        ("NoTenantlessInvoker", "Home/ByName"),
+        ("NoTenantlessInvoker", "Away/Rule/Resource"),
+        ("NoTenantlessInvoker", "Away/Mapping/Resource"),
+    }, findings
+
+
+def test_cross_stack_references_that_do_not_invoke_pass(tmp_path: Any) -> None:
+    from aws_cdk import aws_iam as iam
+
+    app = cdk.App(outdir=str(tmp_path))
+    home = cdk.Stack(app, "Home", env=ENV)
+    fn = function(home, "Orders", runtime_layer=False)
+    away = cdk.Stack(app, "Away", env=ENV)
+    fn.function.grant_invoke(iam.Role(away, "Caller", assumed_by=iam.AccountRootPrincipal()))
+    fn.function.metric_errors().create_alarm(away, "Errors", threshold=1, evaluation_periods=1)
+    app.synth()
+
+
+def test_authorizers_and_custom_resources_backed_by_the_function_fail_synthesis(tmp_path: Any) -> None:
+    """API Gateway invokes authorizers, and CloudFormation custom resource providers, without a tenant id."""
+
+    def build(stack: cdk.Stack) -> None:
+        fn = function(stack, "Orders", runtime_layer=False)
+        api = apigw.RestApi(stack, "Api")
+        api.root.add_method(
+            "GET",
+            apigw.MockIntegration(),
+            authorizer=apigw.RequestAuthorizer(
+                stack, "Authorizer", handler=fn.function, identity_sources=[apigw.IdentitySource.header("A")]
+            ),
+        )
+        cdk.CustomResource(stack, "Seed", service_token=fn.function.function_arn)
+        cdk.CfnResource(stack, "Typed", type="Custom::Seeder", properties={"ServiceToken": fn.function.function_arn})
+
+    message = synth_problems(tmp_path, build)
+    for expected, path in (
+        ("API Gateway Lambda authorizer", "Checks/Authorizer/Resource"),
+        ("custom resource provider", "Checks/Seed/Default"),
+        ("custom resource provider", "Checks/Typed"),
+    ):
+        assert re.search(re.escape(expected) + r"[^\n]*\(" + re.escape(path) + r"\)", message), (expected, message)
+
+
+def test_the_helper_itself_is_not_a_handler(tmp_path: Any) -> None:
+    """TENANCY_HANDLER=tenancy_runtime.handler would make the entry point call itself (RecursionError per call)."""
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path)), "Loop", env=ENV)
+    with pytest.raises(PropError, match=r"handler: 'tenancy_runtime\.handler' is the helper itself"):
+        TenantIsolatedFunction(stack, "Loop", code=lambda_.Code.from_inline("x = 1"), handler="tenancy_runtime.handler")
+    function(stack, "Plain", runtime_layer=False)  # without the layer the name is the user's own

@@ -330,3 +330,18 @@ def test_the_scope_is_per_thread(fresh_environment: Path) -> None:
     release.set()
     worker.join(10)
     assert seen_elsewhere == ["no scope"]
+
+
+def test_registry_reads_are_strongly_consistent(jwt_mode: CountingTable) -> None:
+    """An eventually consistent read just after ``tenant suspend`` could return ACTIVE and be cached."""
+    reads: list[dict[str, Any]] = []
+    inner = jwt_mode.table
+
+    class Recording:
+        def get_item(self, **kwargs: Any) -> Any:
+            reads.append(kwargs)
+            return inner.get_item(**kwargs)
+
+    runtime._STATE.table = Recording()
+    assert echo(jwt_event("acme"), context("acme"))["statusCode"] == 200
+    assert reads == [{"Key": {"tenantId": "acme"}, "ConsistentRead": True}]

@@ -386,3 +386,24 @@ def test_the_usage_plan_is_found_in_the_stack_by_plan_name(dynamodb: Any) -> Non
 def test_api_key_option_rules(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     code, _, err = cli(capsys, *args)
     assert code == 2 and message in err
+
+
+# ----- second review ----------------------------------------------------------------------------------------------
+def test_list_as_json_never_prints_a_usage_key_value(dynamodb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/toolkit.md: ``list`` never prints key values; JSON output lands in CI logs just as the table does."""
+    cli(capsys, "add", "globex", "--plan", "basic", "--usage-key", "globex-usage-key-0001", "--table", TABLE)
+    cli(capsys, "add", "acme", "--table", TABLE)
+    code, out, _ = cli(capsys, "list", "--table", TABLE, "--json")
+    assert code == 0 and "globex-usage-key-0001" not in out
+    listed = {t["tenantId"]: t for t in json.loads(out)}
+    assert listed["globex"]["hasUsageKey"] is True and listed["acme"]["hasUsageKey"] is False
+    assert "usageKey" not in listed["globex"]
+    assert item(dynamodb, "globex")["usageKey"] == "globex-usage-key-0001"  # type: ignore[index]  # stored as it was
+
+
+@pytest.mark.parametrize("hostile", ["\x9b31m", "\u202egnp.exe", "a\u2028b", "\x1b]0;title\x07"])
+def test_list_escapes_every_terminal_control_in_cells(hostile: str) -> None:
+    """C1 controls (CSI 0x9B), bidirectional overrides and line separators written by anyone with table access."""
+    out = tenants.format_items([{"tenantId": "acme", "status": "ACTIVE", "reason": hostile}], TABLE)
+    assert all(line.isprintable() for line in out.splitlines())
+    assert len(out.splitlines()) == 2

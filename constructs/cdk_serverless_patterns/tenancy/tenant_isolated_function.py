@@ -16,11 +16,16 @@ or the resource, all in one error:
   concurrency, SnapStart, EventBridge rule, Scheduler and Pipes targets (and Pipes enrichments),
   asynchronous-invocation destinations (EventInvokeConfig), Step Functions Lambda tasks that pass no
   ``TenantId``, AppSync data sources, Firehose record processors, SNS subscriptions, HTTP API (v2)
-  integrations, invoke permissions for any AWS service but API Gateway, REST API methods that do not
+  integrations, API Gateway Lambda authorizers (REST and v2), custom resource providers
+  (``ServiceToken``), invoke permissions for any AWS service but API Gateway, REST API methods that do not
   set ``X-Amz-Tenant-Id`` from the authorizer (a client header only with TenantApi's
   ``unsafe_trust_client_tenant_header`` opt-in), and a changed or removed ``TenancyConfig``
   (tenancy can only be set when a function is created; an override that drops or changes it would
   replace the function or fail the update).
+
+The construct's validation sees its own stack; :class:`TenancyTemplateCheck`, run over every template of
+the app, finds the same invokers when they name the function from another stack (``Fn::ImportValue``)
+or by its literal name or ARN.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +116,125 @@ TENANCY_MARKER = "cdk-serverless-patterns:tenancy"
 TEMPLATE_CHECK_NAME = "cdk-serverless-patterns-tenancy"
 
 
+@dataclass(frozen=True)
+class _MarkedFunction:
+    """A tenant-isolated function as the template check sees it."""
+
+    template_path: str
+    logical_id: str
+    name: str | None  # FunctionName, when it is a literal
+    exports: frozenset[str]  # export names of outputs that name the function, a version or an alias
+    client_header: bool
+
+
+def _imports(value: Any, exports: frozenset[str]) -> bool:
+    """Whether a template value holds ``Fn::ImportValue`` of one of ``exports``."""
+    if isinstance(value, dict):
+        imported = value.get("Fn::ImportValue")
+        if isinstance(imported, str) and imported in exports:
+            return True
+        return any(_imports(item, exports) for item in value.values())
+    if isinstance(value, list):
+        return any(_imports(item, exports) for item in value)
+    return False
+
+
+def _names(value: Any, name: str | None) -> bool:
+    """Whether a template value names the function literally: its name, or ``...:function:<name>`` (an ARN,
+    qualified or not, also inside an integration URI or a piece of ``Fn::Join``/``Fn::Sub``)."""
+    if not name:
+        return False
+    if isinstance(value, str):
+        return value == name or re.search(rf":function:{re.escape(name)}(?=$|[:/])", value) is not None
+    if isinstance(value, dict):
+        return any(_names(item, name) for item in value.values())
+    if isinstance(value, list):
+        return any(_names(item, name) for item in value)
+    return False
+
+
+def _marked_functions(templates: Mapping[str, dict[str, Any]]) -> list[_MarkedFunction]:
+    found = []
+    for path, template in templates.items():
+        resources = template.get("Resources") or {}
+        for logical_id, resource in resources.items():
+            if TENANCY_MARKER not in (resource.get("Metadata") or {}):
+                continue
+            properties = resource.get("Properties") or {}
+            ids = {logical_id}
+            for _ in range(2):  # versions and aliases (of versions) of the function are the function
+                for other_id, other in resources.items():
+                    if other.get("Type") in ("AWS::Lambda::Version", "AWS::Lambda::Alias") and _references(
+                        other.get("Properties") or {}, frozenset(ids)
+                    ):
+                        ids.add(other_id)
+            exports = frozenset(
+                str(output["Export"]["Name"])
+                for output in (template.get("Outputs") or {}).values()
+                if isinstance(output, dict)
+                and isinstance(output.get("Export"), dict)
+                and isinstance(output["Export"].get("Name"), str)
+                and _references(output.get("Value"), frozenset(ids))
+            )
+            name = properties.get("FunctionName")
+            variables = (properties.get("Environment") or {}).get("Variables") or {}
+            found.append(
+                _MarkedFunction(
+                    template_path=path,
+                    logical_id=logical_id,
+                    name=name if isinstance(name, str) else None,
+                    exports=exports,
+                    client_header=variables.get(contract.ENV_AUTHORIZER_KIND) == contract.AUTHORIZER_KIND_CLIENT_HEADER,
+                )
+            )
+    return found
+
+
+def _indirect_invokers(templates: Mapping[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(template path, logical id, problem) of every resource that invokes a tenant-isolated function in a way
+    that cannot pass a tenant id, naming it from another stack (``Fn::ImportValue``) or by its literal name.
+    References within the function's own stack (``Ref``/``Fn::GetAtt``) are :class:`TenancyIsRespected`'s."""
+    problems = []
+    for function in _marked_functions(templates):
+
+        def direct(value: Any, function: _MarkedFunction = function) -> bool:
+            return _imports(value, function.exports) or _names(value, function.name)
+
+        for path, template in templates.items():
+            resources = template.get("Resources") or {}
+            local: set[str] = set()  # this template's versions and aliases of the imported or named function
+            for _ in range(2):
+                for other_id, other in resources.items():
+                    if other.get("Type") in ("AWS::Lambda::Version", "AWS::Lambda::Alias"):
+                        properties = other.get("Properties") or {}
+                        if direct(properties) or _references(properties, frozenset(local)):
+                            local.add(other_id)
+            frozen = frozenset(local)
+
+            def refers(value: Any, direct: Callable[[Any], bool] = direct, frozen: frozenset[str] = frozen) -> bool:
+                return direct(value) or _references(value, frozen)
+
+            checks = _invoker_checks(refers, client_header=function.client_header)
+            for logical_id, resource in resources.items():
+                if path == function.template_path and logical_id == function.logical_id:
+                    continue
+                check = _check_for(checks, str(resource.get("Type")))
+                problem = check(resource.get("Properties") or {}) if check else None
+                if problem:
+                    problems.append((path, logical_id, f"{problem} (tenant-isolated function {function.logical_id})"))
+    return problems
+
+
 @jsii.implements(cdk.IPolicyValidationPlugin)
 class TenancyTemplateCheck:
     """Checks the synthesized templates, escape-hatch overrides included (a construct cannot read those):
     a marked tenant-isolated function must still be PER_TENANT and without SnapStart. Registered once per
-    app as a policy-validation plugin, like cdk-nag's packs; its findings fail synthesis."""
+    app as a policy-validation plugin, like cdk-nag's packs; its findings fail synthesis.
+
+    It sees every stack of the app, so it also finds what the construct's own validation cannot: invokers
+    that cannot pass a tenant id and name the function from another stack (a cross-stack reference is an
+    ``Fn::ImportValue`` of the function's export) or by its literal name or ARN (``function_name`` set,
+    ``Function.from_function_name``/``from_function_arn`` with a string)."""
 
     @property
     def name(self) -> str:
@@ -126,13 +246,13 @@ class TenancyTemplateCheck:
 
     @property
     def rule_ids(self) -> list[str] | None:
-        return ["TenancyUnchanged", "NoSnapStart"]
+        return ["TenancyUnchanged", "NoSnapStart", "NoTenantlessInvoker"]
 
     def validate(self, context: cdk.IPolicyValidationContext) -> cdk.PolicyValidationPluginReport:
         changed: list[cdk.PolicyViolatingResource] = []
         snap_start: list[cdk.PolicyViolatingResource] = []
-        for path in context.template_paths:
-            template = json.loads(Path(path).read_text())
+        templates = {path: json.loads(Path(path).read_text()) for path in context.template_paths}
+        for path, template in templates.items():
             for logical_id, resource in (template.get("Resources") or {}).items():
                 if TENANCY_MARKER not in (resource.get("Metadata") or {}):
                     continue
@@ -169,6 +289,23 @@ class TenancyTemplateCheck:
                     description="SnapStart cannot be combined with tenant isolation",
                     violating_resources=snap_start,
                     fix="Remove the SnapStart override",
+                    severity="error",
+                )
+            )
+        invokers: dict[str, list[cdk.PolicyViolatingResource]] = {}
+        for path, logical_id, problem in _indirect_invokers(templates):
+            invokers.setdefault(problem, []).append(
+                cdk.PolicyViolatingResource(
+                    resource_logical_id=logical_id, template_path=path, locations=["Properties"]
+                )
+            )
+        for problem, resources in sorted(invokers.items()):
+            violations.append(
+                cdk.PolicyViolation(
+                    rule_name="NoTenantlessInvoker",
+                    description=problem,
+                    violating_resources=resources,
+                    fix="Invoke tenant-isolated functions only through TenantApi (or an SDK call that passes TenantId)",
                     severity="error",
                 )
             )
@@ -227,99 +364,11 @@ class TenancyIsRespected:
                         continue
         logical_id = frozenset(targets)  # type: ignore[assignment]
         client_header = owner._authorizer_kind == contract.AUTHORIZER_KIND_CLIENT_HEADER
-        checks: dict[str, Callable[[dict[str, Any]], str | None]] = {
-            "AWS::Lambda::EventSourceMapping": lambda p: (
-                "event source mapping: Lambda rejects event sources (SQS, DynamoDB, Kinesis, MSK, Kafka) for "
-                "tenant-isolated functions"
-                if _references(p.get("FunctionName"), logical_id)
-                else None
-            ),
-            "AWS::Lambda::Url": lambda p: (
-                "function URL: cannot be combined with tenant isolation"
-                if _references(p.get("TargetFunctionArn"), logical_id)
-                else None
-            ),
-            "AWS::Lambda::Alias": lambda p: (
-                "provisioned concurrency: cannot be combined with tenant isolation"
-                if _references(p.get("FunctionName"), logical_id) and p.get("ProvisionedConcurrencyConfig")
-                else None
-            ),
-            "AWS::Lambda::Version": lambda p: (
-                "provisioned concurrency: cannot be combined with tenant isolation"
-                if _references(p.get("FunctionName"), logical_id) and p.get("ProvisionedConcurrencyConfig")
-                else None
-            ),
-            "AWS::Events::Rule": lambda p: (
-                "EventBridge rule target: EventBridge cannot pass a tenant id, so every delivery would fail"
-                if _references(p.get("Targets"), logical_id)
-                else None
-            ),
-            "AWS::Scheduler::Schedule": lambda p: (
-                "EventBridge Scheduler target: Scheduler cannot pass a tenant id, so every invocation would fail"
-                if _references(p.get("Target"), logical_id)
-                else None
-            ),
-            "AWS::SNS::Subscription": lambda p: (
-                "SNS subscription: SNS cannot pass a tenant id, so every delivery would fail"
-                if _references(p.get("Endpoint"), logical_id)
-                else None
-            ),
-            "AWS::ApiGatewayV2::Integration": lambda p: (
-                "HTTP API (v2) integration: only REST APIs can set X-Amz-Tenant-Id (use TenantApi)"
-                if _references(p.get("IntegrationUri"), logical_id)
-                else None
-            ),
-            "AWS::ApiGateway::Method": lambda p: (
-                _method_problem(p.get("Integration") or {}, client_header=client_header)
-                if _references((p.get("Integration") or {}).get("Uri"), logical_id)
-                else None
-            ),
-            "AWS::Pipes::Pipe": lambda p: (
-                "EventBridge Pipes target or enrichment: Pipes cannot pass a tenant id, so every invocation would fail"
-                if _references(p.get("Target"), logical_id) or _references(p.get("Enrichment"), logical_id)
-                else None
-            ),
-            "AWS::Lambda::EventInvokeConfig": lambda p: (
-                "asynchronous invocation destination (EventInvokeConfig OnSuccess/OnFailure): Lambda cannot pass a "
-                "tenant id to a destination function, so every delivery would fail"
-                if _references(p.get("DestinationConfig"), logical_id)
-                else None
-            ),
-            "AWS::StepFunctions::StateMachine": lambda p: (
-                "Step Functions task (LambdaInvoke, arn:aws:states:::lambda:invoke): the task does not pass a "
-                "tenant id, so every invocation would fail"
-                if (
-                    _references(p.get("DefinitionString"), logical_id)
-                    or _references(p.get("Definition"), logical_id)
-                    or _references(p.get("DefinitionSubstitutions"), logical_id)
-                )
-                and "TenantId" not in json.dumps([p.get("DefinitionString"), p.get("Definition")], default=str)
-                else None
-            ),
-            "AWS::AppSync::DataSource": lambda p: (
-                "AppSync Lambda data source: AppSync cannot pass a tenant id, so every resolver call would fail"
-                if _references(p.get("LambdaConfig"), logical_id)
-                else None
-            ),
-            "AWS::KinesisFirehose::DeliveryStream": lambda p: (
-                "Firehose record processor: Firehose cannot pass a tenant id, so every batch would fail"
-                if _references(p, logical_id)
-                else None
-            ),
-            "AWS::Lambda::Permission": lambda p: (
-                f"invoke permission for {p.get('Principal')}: only API Gateway can pass a tenant id"
-                if _references(p.get("FunctionName"), logical_id)
-                and isinstance(p.get("Principal"), str)
-                and str(p.get("Principal")).endswith(".amazonaws.com")
-                and p.get("Principal") not in TENANT_CAPABLE_PRINCIPALS
-                and p.get("Principal") not in ("events.amazonaws.com", "sns.amazonaws.com", "scheduler.amazonaws.com")
-                else None
-            ),
-        }
+        checks = _invoker_checks(lambda value: _references(value, logical_id), client_header=client_header)
         for resource in resources:
             if resource is cfn:
                 continue
-            check = checks.get(resource.cfn_resource_type)
+            check = _check_for(checks, resource.cfn_resource_type)
             if check is None:
                 continue
             try:
@@ -330,6 +379,128 @@ class TenancyIsRespected:
             if problem:
                 problems.append(f"{where}: {problem} ({resource.node.path})")
         return problems
+
+
+def _invoker_checks(
+    refers: Callable[[Any], bool], *, client_header: bool
+) -> dict[str, Callable[[dict[str, Any]], str | None]]:
+    """Per resource type: the problem of a resource (its resolved properties) that invokes the function in a way
+    that cannot pass a tenant id, or None. ``refers`` tells whether a property value names the function."""
+    return {
+        "AWS::Lambda::EventSourceMapping": lambda p: (
+            "event source mapping: Lambda rejects event sources (SQS, DynamoDB, Kinesis, MSK, Kafka) for "
+            "tenant-isolated functions"
+            if refers(p.get("FunctionName"))
+            else None
+        ),
+        "AWS::Lambda::Url": lambda p: (
+            "function URL: cannot be combined with tenant isolation" if refers(p.get("TargetFunctionArn")) else None
+        ),
+        "AWS::Lambda::Alias": lambda p: (
+            "provisioned concurrency: cannot be combined with tenant isolation"
+            if refers(p.get("FunctionName")) and p.get("ProvisionedConcurrencyConfig")
+            else None
+        ),
+        "AWS::Lambda::Version": lambda p: (
+            "provisioned concurrency: cannot be combined with tenant isolation"
+            if refers(p.get("FunctionName")) and p.get("ProvisionedConcurrencyConfig")
+            else None
+        ),
+        "AWS::Events::Rule": lambda p: (
+            "EventBridge rule target: EventBridge cannot pass a tenant id, so every delivery would fail"
+            if refers(p.get("Targets"))
+            else None
+        ),
+        "AWS::Scheduler::Schedule": lambda p: (
+            "EventBridge Scheduler target: Scheduler cannot pass a tenant id, so every invocation would fail"
+            if refers(p.get("Target"))
+            else None
+        ),
+        "AWS::SNS::Subscription": lambda p: (
+            "SNS subscription: SNS cannot pass a tenant id, so every delivery would fail"
+            if refers(p.get("Endpoint"))
+            else None
+        ),
+        "AWS::ApiGatewayV2::Integration": lambda p: (
+            "HTTP API (v2) integration: only REST APIs can set X-Amz-Tenant-Id (use TenantApi)"
+            if refers(p.get("IntegrationUri"))
+            else None
+        ),
+        "AWS::ApiGateway::Method": lambda p: (
+            _method_problem(p.get("Integration") or {}, client_header=client_header)
+            if refers((p.get("Integration") or {}).get("Uri"))
+            else None
+        ),
+        "AWS::Pipes::Pipe": lambda p: (
+            "EventBridge Pipes target or enrichment: Pipes cannot pass a tenant id, so every invocation would fail"
+            if refers(p.get("Target")) or refers(p.get("Enrichment"))
+            else None
+        ),
+        "AWS::Lambda::EventInvokeConfig": lambda p: (
+            "asynchronous invocation destination (EventInvokeConfig OnSuccess/OnFailure): Lambda cannot pass a "
+            "tenant id to a destination function, so every delivery would fail"
+            if refers(p.get("DestinationConfig"))
+            else None
+        ),
+        "AWS::StepFunctions::StateMachine": lambda p: (
+            "Step Functions task (LambdaInvoke, arn:aws:states:::lambda:invoke): the task does not pass a "
+            "tenant id, so every invocation would fail"
+            if (
+                refers(p.get("DefinitionString"))
+                or refers(p.get("Definition"))
+                or refers(p.get("DefinitionSubstitutions"))
+            )
+            and "TenantId" not in json.dumps([p.get("DefinitionString"), p.get("Definition")], default=str)
+            else None
+        ),
+        "AWS::AppSync::DataSource": lambda p: (
+            "AppSync Lambda data source: AppSync cannot pass a tenant id, so every resolver call would fail"
+            if refers(p.get("LambdaConfig"))
+            else None
+        ),
+        "AWS::KinesisFirehose::DeliveryStream": lambda p: (
+            "Firehose record processor: Firehose cannot pass a tenant id, so every batch would fail"
+            if refers(p)
+            else None
+        ),
+        "AWS::Lambda::Permission": lambda p: (
+            f"invoke permission for {p.get('Principal')}: only API Gateway can pass a tenant id"
+            if refers(p.get("FunctionName"))
+            and isinstance(p.get("Principal"), str)
+            and str(p.get("Principal")).endswith(".amazonaws.com")
+            and p.get("Principal") not in TENANT_CAPABLE_PRINCIPALS
+            and p.get("Principal") not in ("events.amazonaws.com", "sns.amazonaws.com", "scheduler.amazonaws.com")
+            else None
+        ),
+        # API Gateway invokes a Lambda authorizer without a tenant id (only integrations can set the header).
+        "AWS::ApiGateway::Authorizer": lambda p: (
+            "API Gateway Lambda authorizer: API Gateway invokes authorizers without a tenant id, so every request "
+            "would fail (the authorizer must be an ordinary function)"
+            if refers(p.get("AuthorizerUri"))
+            else None
+        ),
+        "AWS::ApiGatewayV2::Authorizer": lambda p: (
+            "API Gateway (v2) Lambda authorizer: API Gateway invokes authorizers without a tenant id"
+            if refers(p.get("AuthorizerUri"))
+            else None
+        ),
+        # CloudFormation invokes a custom resource's provider without a tenant id: the deployment would hang.
+        "AWS::CloudFormation::CustomResource": lambda p: (
+            "custom resource provider (ServiceToken): CloudFormation cannot pass a tenant id, so the stack "
+            "operation would fail or wait for its timeout"
+            if refers(p.get("ServiceToken"))
+            else None
+        ),
+    }
+
+
+def _check_for(
+    checks: Mapping[str, Callable[[dict[str, Any]], str | None]], resource_type: str
+) -> Callable[[dict[str, Any]], str | None] | None:
+    """The invoker check of a resource type (``Custom::*`` types are custom resources)."""
+    if resource_type.startswith("Custom::"):
+        resource_type = "AWS::CloudFormation::CustomResource"
+    return checks.get(resource_type)
 
 
 def _method_problem(integration: Mapping[str, Any], *, client_header: bool) -> str | None:
@@ -430,6 +601,12 @@ class TenantIsolatedFunction(Construct):
             isinstance(handler, str) and bool(re.fullmatch(r"[^\s]{1,128}", handler)),
             "handler",
             f"{handler!r} must be 1-128 characters without spaces (module.function)",
+        )
+        errors.require(
+            not (runtime_layer and isinstance(handler, str) and handler.split(".")[0] == "tenancy_runtime"),
+            "handler",
+            f"{handler!r} is the helper itself: with runtime_layer the function runs tenancy_runtime.handler, which "
+            "runs this handler (give your own module.function; it would call itself)",
         )
         errors.require(
             runtime.family == lambda_.RuntimeFamily.PYTHON or not runtime_layer,

@@ -17,7 +17,9 @@ overwrite each other's change unseen:
   The authorizer (and the function-side helper) refuse the tenant within the authorizer's result
   TTL plus twice the registry cache TTL (see docs/tenancy.md).
 - ``resume ID``: ``SUSPENDED`` -> ``ACTIVE``, conditional the same way.
-- ``list [--json]``: every tenant (a consistent scan), as a table or JSON.
+- ``list [--json]``: every tenant (a consistent scan), as a table or JSON; neither shows an API key's
+  value (``usageKey``), only whether the tenant has one (``hasUsageKey`` in JSON): the output ends up in
+  terminals and CI logs, and the value is what a caller presents to spend the tenant's quota.
 
 An unknown tenant, or a tenant already in the wanted state, is reported in one line: the former
 exits 1, the latter 0 (nothing to do, nothing written). A tenant id must match the tenancy
@@ -149,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             items = operator.all()
-            print(json.dumps(items, indent=2, sort_keys=True) if args.json else format_items(items, operator.table))
+            print(
+                json.dumps([redacted(i) for i in items], indent=2, sort_keys=True)
+                if args.json
+                else format_items(items, operator.table)
+            )
             return 0
         if args.action == "add" and args.api_key:
             outcome = operator.add_with_api_key(
@@ -460,6 +466,13 @@ def plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def redacted(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A registry item for output: the usage key's value replaced by whether there is one."""
+    shown = {name: value for name, value in item.items() if name != contract.USAGE_KEY_ATTRIBUTE}
+    shown["hasUsageKey"] = bool(item.get(contract.USAGE_KEY_ATTRIBUTE))
+    return shown
+
+
 def format_items(items: list[dict[str, Any]], table: str) -> str:
     """The tenants as an aligned table (the usage key is never printed, only whether there is one)."""
     if not items:
@@ -492,8 +505,9 @@ def format_items(items: list[dict[str, Any]], table: str) -> str:
 
 
 def _cell(value: Any) -> str:
-    """A value as one line of a table: control characters escaped, bounded."""
+    """A value as one line of a table: anything not printable escaped (C0 and C1 controls, such as ESC and
+    CSI, which a terminal would obey, and bidirectional overrides, which reorder what it shows), bounded."""
     text = str(value)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text.isprintable():
         text = repr(text)[1:-1]
     return text if len(text) <= 120 else text[:117] + "..."

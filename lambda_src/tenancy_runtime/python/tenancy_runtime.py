@@ -28,7 +28,7 @@ For every invocation :func:`tenant_handler`
   mismatch or a missing claim: a mapping mistake in the API cannot hand one tenant's request to
   another tenant's environment unnoticed;
 - with the JWT authorizer or the client-header opt-in (no Lambda at the edge) checks the tenant
-  registry (status ``ACTIVE``) through a short cache;
+  registry (status ``ACTIVE``, a strongly consistent read) through a short cache;
 - puts ``tenantId`` on every log line of the invocation (a logging filter on the root logger; with
   Lambda's JSON log format the field appears in each JSON line), and emits one embedded metric line
   (requests, errors, duration in milliseconds, with the tenant as a dimension);
@@ -269,7 +269,8 @@ def _registry_item(tenant_id: str, ttl: float) -> Mapping[str, Any] | None:
 
         config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1, "mode": "standard"})
         _STATE.table = boto3.resource("dynamodb", config=config).Table(os.environ[ENV_REGISTRY_TABLE])
-    item = _STATE.table.get_item(Key={TABLE_KEY: tenant_id}).get("Item")
+    # Strongly consistent: a suspension just written is never read stale and then cached.
+    item = _STATE.table.get_item(Key={TABLE_KEY: tenant_id}, ConsistentRead=True).get("Item")
     if ttl > 0:
         _STATE.registry[tenant_id] = (now + ttl, item)
     return cast("Mapping[str, Any] | None", item)

@@ -271,3 +271,16 @@ def test_load_handler_finds_dotted_modules_in_the_task_root(tmp_path: Path, monk
         with pytest.raises(HandlerLoadError) as caught:
             load_handler(spec)
         assert caught.value.error_type == error_type, spec
+
+
+def test_a_lone_surrogate_is_replaced_not_fatal() -> None:
+    """UTF-8 cannot encode a lone surrogate (text decoded with surrogateescape, or sliced JSON): the item goes out
+    with ``?`` in its place instead of failing the rest of the stream."""
+
+    def handler(event: Any, context: Any) -> Iterator[str]:
+        yield "before \ud800 after"
+        yield "next"
+
+    assert list(iterate(handler, {}, None)) == [b"before ? after", b"next"]
+    assert sse_frame("a\udfffb") == b"data: a?b\n\n"
+    assert sse_frame(Event("x\ud800", event="e\ud800")) == b"event: e?\ndata: x?\n\n"

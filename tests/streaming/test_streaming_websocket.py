@@ -759,6 +759,10 @@ def test_management_endpoint_forms(monkeypatch: pytest.MonkeyPatch) -> None:
     assert websocket.management_endpoint(custom) == "https://abc.execute-api.eu-west-1.amazonaws.com/live"
     local = {"domainName": "localhost:4510", "stage": "dev", "apiId": "abc"}
     assert websocket.management_endpoint(local) == "http://localhost:4510/dev"
+    monkeypatch.setenv("AWS_REGION", "cn-north-1")  # the aws-cn partition has its own domain
+    china = {"domainName": "abc.execute-api.cn-north-1.amazonaws.com.cn", "stage": "prod", "apiId": "abc"}
+    assert websocket.management_endpoint(china) == "https://abc.execute-api.cn-north-1.amazonaws.com.cn/prod"
+    assert websocket.management_endpoint(custom) == "https://abc.execute-api.cn-north-1.amazonaws.com.cn/live"
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:5000")
     assert websocket.management_endpoint(aws) is None  # boto3 picks the emulator's endpoint
 

@@ -245,12 +245,20 @@ def options(handler: Handler) -> StreamOptions:
     return found if isinstance(found, StreamOptions) else StreamOptions()
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (which UTF-8 cannot encode) becomes ``?`` instead of failing the stream."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
 def _chunk(item: object, first: bool) -> Response | bytes | Event | None:
     """Normalises one yielded item; None means 'drop it' (an empty chunk)."""
     if isinstance(item, bytes):
         return item or None
     if isinstance(item, str):
-        return item.encode("utf-8") or None
+        return _utf8(item) or None
     if isinstance(item, bytearray | memoryview):
         return bytes(item) or None
     if isinstance(item, Event):
@@ -381,18 +389,18 @@ def sse_frame(item: Event | str | bytes) -> bytes:
     if isinstance(item, Event):
         head = b""
         if item.event is not None:
-            head += b"event: " + _field_value("event", item.event, "\r\n").encode("utf-8") + b"\n"
+            head += b"event: " + _utf8(_field_value("event", item.event, "\r\n")) + b"\n"
         # an id with NUL is dropped, as the WHATWG parser drops it (a browser would ignore the line anyway);
         # failing the whole stream for it would lose the events that follow
         if item.id is not None and "\0" not in item.id:
-            head += b"id: " + _field_value("id", item.id, "\r\n").encode("utf-8") + b"\n"
+            head += b"id: " + _utf8(_field_value("id", item.id, "\r\n")) + b"\n"
         if item.retry_ms is not None:
             if isinstance(item.retry_ms, bool) or not isinstance(item.retry_ms, int) or item.retry_ms < 0:
                 raise ValueError(f"the SSE retry field must be a non-negative int, got {item.retry_ms!r}")
             head += b"retry: " + str(item.retry_ms).encode("ascii") + b"\n"
-        data = item.data.encode("utf-8")
+        data = _utf8(item.data)
     elif isinstance(item, str):
-        head, data = b"", item.encode("utf-8")
+        head, data = b"", _utf8(item)
     elif isinstance(item, bytes | bytearray | memoryview):
         head, data = b"", bytes(item)
     else:

@@ -235,12 +235,13 @@ def management_endpoint(request_context: Mapping[str, Any]) -> str | None:
     host = domain.split(":", 1)[0].lower() if not domain.startswith("[") else domain.split("]", 1)[0] + "]"
     if host in ("localhost", "127.0.0.1", "[::1]"):
         return f"http://{domain}/{stage}"
-    if domain.lower().endswith(".amazonaws.com"):
+    if domain.lower().endswith((".amazonaws.com", ".amazonaws.com.cn")):
         return f"https://{domain}/{stage}"
     api_id = str(request_context.get("apiId") or "")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"  # the aws-cn partition
     if api_id:
-        return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"
+        return f"https://{api_id}.execute-api.{region}.{suffix}/{stage}"
     return f"https://{domain}/{stage}"
 
 

@@ -491,3 +491,31 @@ def test_the_helper_itself_is_not_a_handler(tmp_path: Any) -> None:
     with pytest.raises(PropError, match=r"handler: 'tenancy_runtime\.handler' is the helper itself"):
         TenantIsolatedFunction(stack, "Loop", code=lambda_.Code.from_inline("x = 1"), handler="tenancy_runtime.handler")
     function(stack, "Plain", runtime_layer=False)  # without the layer the name is the user's own
+
+
+# ----- TENANCY_* variables changed after construction ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        (lambda fn: fn.function.add_environment("TENANCY_AUTHORIZER_KIND", "client_header"), "TENANCY_AUTHORIZER_KIND"),
+        (lambda fn: fn.function.add_environment("TENANCY_HANDLER", "os.system"), "TENANCY_HANDLER"),
+        (lambda fn: fn.function.add_environment("TENANCY_SOMETHING", "x"), "TENANCY_SOMETHING"),
+    ],
+)
+def test_tenancy_variables_changed_after_construction_fail_synthesis(tmp_path: Any, change: Any, variable: str) -> None:
+    """The helper's tenant checks rest on the TENANCY_* variables (which authorizer proves the tenant, which handler
+    it wraps): one changed or added with add_environment is a synth-time error naming it. (A raw CloudFormation
+    property override is not seen: construct validation reads properties without raw overrides.)"""
+
+    def build(stack: cdk.Stack) -> None:
+        change(function(stack, "Orders"))
+
+    problems = synth_problems(tmp_path, build)
+    assert f"environment {variable}" in problems, problems
+
+
+def test_variables_the_api_binds_are_not_a_change(tmp_path: Any) -> None:
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Bound", env=ENV)
+    function(stack, "Orders").function.add_environment("OTHER", "fine")
+    app.synth()

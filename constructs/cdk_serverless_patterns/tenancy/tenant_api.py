@@ -561,7 +561,7 @@ class TenantApi(Construct):
         errors.raise_if_any()
         if registry is not None:
             registry.grant_read_tenants(function.function)
-            function.function.add_environment(
+            function._set_tenancy_variable(
                 contract.ENV_REGISTRY_CACHE_SECONDS, str(int(self._registry_cache_ttl.to_seconds()))
             )
 

@@ -349,6 +349,15 @@ class TenancyIsRespected:
             )
         if own.get("SnapStart"):
             problems.append(f"{where}: SnapStart: cannot be combined with tenant isolation")
+        variables = (own.get("Environment") or {}).get("Variables") or {}
+        expected = {name: stack.resolve(value) for name, value in owner._tenancy_environment.items()}
+        for name in sorted(set(expected) | {n for n in variables if isinstance(n, str) and n.startswith("TENANCY_")}):
+            if variables.get(name) != expected.get(name):
+                problems.append(
+                    f"{where}: environment {name}: {variables.get(name)!r} instead of {expected.get(name)!r}; the "
+                    "construct owns the TENANCY_* variables (the helper's tenant checks rest on them): set them "
+                    "through its props and TenantApi, never with add_environment or an override"
+                )
         resources = list(_cfn_resources(stack))
         # An invoker may name the function through a version or an alias (of a version): each is the function.
         targets = {logical_id}
@@ -688,6 +697,10 @@ class TenantIsolatedFunction(Construct):
         props.update(extra)
         props["layers"] = [*([self._layer] if self._layer else []), *layers] or None
         self._function = lambda_.Function(self, "Function", **props)
+        #: The TENANCY_* variables this construct set, checked at synthesis (the helper's checks rest on them).
+        self._tenancy_environment: dict[str, str] = {
+            name: value for name, value in props["environment"].items() if name.startswith("TENANCY_")
+        }
         cfn = self._function.node.default_child
         assert isinstance(cfn, lambda_.CfnFunction)
         cfn.add_metadata(TENANCY_MARKER, "PER_TENANT")
@@ -800,16 +813,23 @@ class TenantIsolatedFunction(Construct):
             period=period,
         )
 
+    def _set_tenancy_variable(self, name: str, value: str) -> None:
+        """Sets a TENANCY_* variable of the function (the package's own constructs only: the synth-time check
+        refuses TENANCY_* variables set any other way)."""
+        self._function.add_environment(name, value)
+        self._tenancy_environment[name] = value
+
     def _bind_authorizer(self, kind: str, *, tenant_claim: str, registry_table: Any = None) -> str | None:
         """Called by ``TenantApi.add_function``: tells the helper where the proven tenant is. Returns a
         problem when the function is already behind an API of another kind."""
         if self._authorizer_kind is not None and self._authorizer_kind != kind:
             return f"is already behind an API with the {self._authorizer_kind} authorizer; one kind per function"
         if self._authorizer_kind is None:
-            self._function.add_environment(contract.ENV_AUTHORIZER_KIND, kind)
-            self._function.add_environment(contract.ENV_TENANT_CLAIM, tenant_claim)
+            bound = {contract.ENV_AUTHORIZER_KIND: kind, contract.ENV_TENANT_CLAIM: tenant_claim}
             if registry_table is not None:
-                self._function.add_environment(contract.ENV_REGISTRY_TABLE, registry_table.table_name)
+                bound[contract.ENV_REGISTRY_TABLE] = registry_table.table_name
+            for name, value in bound.items():
+                self._set_tenancy_variable(name, value)
         self._authorizer_kind = kind
         return None
 

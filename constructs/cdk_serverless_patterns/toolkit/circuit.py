@@ -135,6 +135,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def connect_to_table(
+    *,
+    table: str | None,
+    stack: str,
+    find_table: Callable[[Any, str], str],
+    region: str | None,
+    endpoint_url: str | None,
+) -> tuple[str, Callable[[str], Any], str]:
+    """An AWS session for an operator command: (the table, a factory of bounded clients, a region hint).
+
+    The table is ``table``, or found in ``stack``'s outputs by ``find_table(cloudformation_client, stack)``.
+    Clients time out (connect, read) and retry a bounded number of times, so a wrong region or endpoint fails in
+    seconds. Every setup problem (unknown profile, no region or credentials, a bad endpoint or region, a
+    missing stack) is one :class:`ToolkitError` line.
+    """
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+
+    check_endpoint_url(endpoint_url)
+    # boto3 reads AWS_DEFAULT_REGION and the profile's region, not AWS_REGION; the AWS CLI and
+    # Lambda use AWS_REGION first, and so do these commands.
+    region = region if region is not None else (os.environ.get("AWS_REGION") or None)
+    try:
+        session = boto3.Session(region_name=region) if region is not None else boto3.Session()
+        if not session.region_name:
+            raise ToolkitError(f"{NO_REGION} ({_config_file()}, profile {session.profile_name or 'default'})")
+        credentials = session.get_credentials()
+    except ProfileNotFound as error:
+        raise ToolkitError(_unknown_profile(error)) from error
+    except BotoCoreError as error:
+        raise ToolkitError(f"cannot set up the AWS session: {_aws_message(error)}") from error
+    if credentials is None:
+        raise ToolkitError("no AWS credentials are configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/...")
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
+    )
+
+    def client(service: str) -> Any:
+        try:
+            return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+        except (BotoCoreError, ValueError) as error:  # an invalid region name: InvalidRegionError
+            raise ToolkitError(f"cannot use region {session.region_name!r}: {_aws_message(error)}") from error
+
+    hint = _region_hint(session)
+    if not table:
+        try:
+            table = find_table(client("cloudformation"), stack)
+        except (ClientError, BotoCoreError) as error:
+            raise ToolkitError(f"cannot read stack {stack}: {_aws_message(error)}{hint}") from error
+    return table, client, hint
+
+
 class CircuitOperator:
     """Reads and conditionally writes circuit items of one state table."""
 
@@ -149,47 +204,15 @@ class CircuitOperator:
     def connect(
         cls, *, table: str | None, stack: str | None, region: str | None, endpoint_url: str | None
     ) -> CircuitOperator:
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
-
-        check_endpoint_url(endpoint_url)
-        # boto3 reads AWS_DEFAULT_REGION and the profile's region, not AWS_REGION; the AWS CLI and
-        # Lambda use AWS_REGION first, and so does this command.
-        region = region if region is not None else (os.environ.get("AWS_REGION") or None)
-        try:
-            session = boto3.Session(region_name=region) if region is not None else boto3.Session()
-            if not session.region_name:
-                raise ToolkitError(f"{NO_REGION} ({_config_file()}, profile {session.profile_name or 'default'})")
-            credentials = session.get_credentials()
-        except ProfileNotFound as error:
-            raise ToolkitError(_unknown_profile(error)) from error
-        except BotoCoreError as error:
-            raise ToolkitError(f"cannot set up the AWS session: {_aws_message(error)}") from error
-        if credentials is None:
-            raise ToolkitError("no AWS credentials are configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/...")
-        config = Config(
-            connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
-            retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
+        table, client, hint = connect_to_table(
+            table=table,
+            stack=stack or DEFAULT_STACK,
+            find_table=_table_from_stack,
+            region=region,
+            endpoint_url=endpoint_url,
         )
-
-        def client(service: str) -> Any:
-            try:
-                return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
-            except (BotoCoreError, ValueError) as error:  # an invalid region name: InvalidRegionError
-                raise ToolkitError(f"cannot use region {session.region_name!r}: {_aws_message(error)}") from error
-
-        if not table:
-            stack_name = stack or DEFAULT_STACK
-            try:
-                table = _table_from_stack(client("cloudformation"), stack_name)
-            except (ClientError, BotoCoreError) as error:
-                raise ToolkitError(
-                    f"cannot read stack {stack_name}: {_aws_message(error)}{_region_hint(session)}"
-                ) from error
         operator = cls(table, client("dynamodb"), client("events"))
-        operator.region_hint = _region_hint(session)
+        operator.region_hint = hint
         return operator
 
     # -- reading ---------------------------------------------------------------------------------

@@ -28,16 +28,14 @@ AWS call. Everything else wrong (an unknown profile, no or an invalid region, an
 URL, a missing table or stack) ends with one line on stderr and exit 2, as for ``circuit``; every AWS
 call is bounded (connect 5 s, read 10 s, 3 attempts in all).
 
-The AWS session set-up repeats ``circuit``'s (its ``CircuitOperator.connect`` is tied to the circuit
-table); the generic helpers (endpoint URL check, error and profile messages, region hint) are
-imported from :mod:`cdk_serverless_patterns.toolkit.circuit`.
+The AWS session set-up is ``circuit``'s own (:func:`cdk_serverless_patterns.toolkit.circuit.connect_to_table`),
+shared by both operator commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -46,17 +44,7 @@ from typing import Any
 
 from cdk_serverless_patterns.tenancy import contract
 from cdk_serverless_patterns.toolkit.apps import ToolkitError
-from cdk_serverless_patterns.toolkit.circuit import (
-    CONNECT_TIMEOUT_S,
-    NO_REGION,
-    READ_TIMEOUT_S,
-    TOTAL_MAX_ATTEMPTS,
-    _aws_message,
-    _config_file,
-    _region_hint,
-    _unknown_profile,
-    check_endpoint_url,
-)
+from cdk_serverless_patterns.toolkit.circuit import _aws_message, connect_to_table
 
 DEFAULT_STACK = "ServerlessPatternsTenancy"
 OUTPUT_MARKER = "RegistryTable"
@@ -198,47 +186,17 @@ class TenantOperator:
         cls, *, table: str | None, stack: str | None, region: str | None, endpoint_url: str | None
     ) -> TenantOperator:
         """A bounded DynamoDB client for the table named by ``table`` or by ``stack``'s outputs."""
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
-
-        check_endpoint_url(endpoint_url)
-        region = region if region is not None else (os.environ.get("AWS_REGION") or None)
-        try:
-            session = boto3.Session(region_name=region) if region is not None else boto3.Session()
-            if not session.region_name:
-                raise ToolkitError(f"{NO_REGION} ({_config_file()}, profile {session.profile_name or 'default'})")
-            credentials = session.get_credentials()
-        except ProfileNotFound as error:
-            raise ToolkitError(_unknown_profile(error)) from error
-        except BotoCoreError as error:
-            raise ToolkitError(f"cannot set up the AWS session: {_aws_message(error)}") from error
-        if credentials is None:
-            raise ToolkitError("no AWS credentials are configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/...")
-        config = Config(
-            connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
-            retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
+        table, client, hint = connect_to_table(
+            table=table,
+            stack=stack or DEFAULT_STACK,
+            find_table=table_from_stack,
+            region=region,
+            endpoint_url=endpoint_url,
         )
-
-        def client(service: str) -> Any:
-            try:
-                return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
-            except (BotoCoreError, ValueError) as error:
-                raise ToolkitError(f"cannot use region {session.region_name!r}: {_aws_message(error)}") from error
-
-        if not table:
-            stack_name = stack or DEFAULT_STACK
-            try:
-                table = table_from_stack(client("cloudformation"), stack_name)
-            except (ClientError, BotoCoreError) as error:
-                raise ToolkitError(
-                    f"cannot read stack {stack_name}: {_aws_message(error)}{_region_hint(session)}"
-                ) from error
         operator = cls(
             table, client("dynamodb"), apigateway=client("apigateway"), cloudformation=client("cloudformation")
         )
-        operator.region_hint = _region_hint(session)
+        operator.region_hint = hint
         return operator
 
     # -- reading ---------------------------------------------------------------------------------

@@ -102,6 +102,50 @@ def check_api_props(
     )
 
 
+def encrypted_access_logs(
+    scope: Construct,
+    *,
+    purpose: str,
+    retention: logs.RetentionDays,
+    removal_policy: cdk.RemovalPolicy,
+    key: kms.IKey | None = None,
+) -> tuple[logs.LogGroup, kms.IKey]:
+    """An API's access-log group (``AccessLogs``), encrypted with ``key`` or a new rotating key (``AccessLogKey``)
+    whose policy lets CloudWatch Logs of this stack's region use it for this account's log groups only.
+
+    ``purpose`` completes the key's description ("Encrypts the access logs of <purpose>").
+    """
+    stack = cdk.Stack.of(scope)
+    access_log_key = key or kms.Key(
+        scope,
+        "AccessLogKey",
+        enable_key_rotation=True,
+        description=f"Encrypts the access logs of {purpose}"[:8192],
+        removal_policy=removal_policy,
+    )
+    access_log_key.add_to_resource_policy(
+        iam.PolicyStatement(
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            resources=["*"],  # in a key policy, "*" is this key
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            },
+        )
+    )
+    log_group = logs.LogGroup(
+        scope, "AccessLogs", retention=retention, encryption_key=access_log_key, removal_policy=removal_policy
+    )
+    return log_group, access_log_key
+
+
 def regional_rest_api(
     scope: Construct,
     *,
@@ -128,41 +172,16 @@ def regional_rest_api(
     ``waf_reason`` says why the API is safe without a web ACL (the acknowledgment of
     AwsSolutions-APIG3 when ``web_acl_arn`` is not given).
     """
-    stack = cdk.Stack.of(scope)
     access_log_key: kms.IKey | None = None
     if existing_access_log_group is not None:
-        access_log_group = existing_access_log_group
+        access_log_group: logs.ILogGroup = existing_access_log_group
     else:
-        access_log_key = access_log_encryption_key or kms.Key(
+        access_log_group, access_log_key = encrypted_access_logs(
             scope,
-            "AccessLogKey",
-            enable_key_rotation=True,
-            description=f"Encrypts the access logs of {purpose} {scope.node.path}"[:8192],
-            removal_policy=removal_policy,
-        )
-        access_log_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                resources=["*"],  # in a key policy, "*" is this key
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="*",
-                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
-        access_log_group = logs.LogGroup(
-            scope,
-            "AccessLogs",
+            purpose=f"{purpose} {scope.node.path}",
             retention=access_log_retention,
-            encryption_key=access_log_key,
             removal_policy=removal_policy,
+            key=access_log_encryption_key,
         )
 
     api = apigw.RestApi(

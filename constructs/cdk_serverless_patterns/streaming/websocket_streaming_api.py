@@ -55,6 +55,7 @@ from cdk_serverless_patterns.core import (
     grant_table_key,
     pattern_table,
 )
+from cdk_serverless_patterns.core.apis import encrypted_access_logs
 from cdk_serverless_patterns.core.props import milliseconds
 from cdk_serverless_patterns.streaming import contract
 from cdk_serverless_patterns.streaming.streaming_function import MAX_TIMEOUT, StreamingFunction, streaming_layer
@@ -400,33 +401,11 @@ class WebSocketStreamingApi(Construct):
         retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
     ) -> tuple[apigwv2.WebSocketStage, logs.LogGroup]:
-        stack = cdk.Stack.of(self)
-        key = kms.Key(
+        log_group, _ = encrypted_access_logs(
             self,
-            "AccessLogKey",
-            enable_key_rotation=True,
-            description=f"Encrypts the access logs of the WebSocket streaming API {self.node.path}"[:8192],
+            purpose=f"the WebSocket streaming API {self.node.path}",
+            retention=retention,
             removal_policy=removal_policy,
-        )
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                resources=["*"],  # in a key policy, "*" is this key
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="*",
-                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
-        log_group = logs.LogGroup(
-            self, "AccessLogs", retention=retention, encryption_key=key, removal_policy=removal_policy
         )
         stage = apigwv2.WebSocketStage(
             self,
